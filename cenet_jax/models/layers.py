@@ -1,0 +1,173 @@
+"""Convolution layers that every convolution of the networks goes through.
+
+Parameters are stored once, in the layout the PyTorch converters expect (kernel HWIO for
+regular convolutions, (kH, kW, Cout, Cin) for transposed ones, exactly
+`torch_weight.transpose(2, 3, 1, 0)`), and the arithmetic lives in two functions,
+`conv2d` and `conv2d_transpose`. A faster formulation (say, a custom VJP for the weight
+gradient) replaces those functions without touching parameter names or shapes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+Padding = Sequence[tuple[int, int]]
+Initializer = Callable[..., jax.Array]
+
+# PyTorch's default Conv2d initialisation: kaiming_uniform(a=sqrt(5)) == U(-1/sqrt(fan_in), +).
+torch_default_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+# torchvision ResNet initialisation: kaiming_normal(mode='fan_out', nonlinearity='relu').
+kaiming_fan_out_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def torch_default_bias_init(fan_in: int) -> Initializer:
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default bias initialisation."""
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: Padding,
+           dilation: tuple[int, int]) -> jax.Array:
+    """NHWC x HWIO cross-correlation with explicit (PyTorch-style) padding."""
+    return jax.lax.conv_general_dilated(
+        x, kernel, window_strides=strides, padding=tuple(padding),
+        rhs_dilation=dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def conv2d_transpose(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+                     padding: tuple[int, int], output_padding: tuple[int, int]) -> jax.Array:
+    """PyTorch ConvTranspose2d semantics; `kernel` is (kH, kW, Cout, Cin).
+
+    Computed as the gradient-of-convolution form: dilate the input by the stride, pad by
+    k - 1 - p (plus output_padding at the end), correlate with the flipped kernel.
+    """
+    kh, kw = kernel.shape[:2]
+    flipped = jnp.flip(kernel, axis=(0, 1)).transpose(0, 1, 3, 2)  # (kH, kW, Cin, Cout)
+    pads = ((kh - 1 - padding[0], kh - 1 - padding[0] + output_padding[0]),
+            (kw - 1 - padding[1], kw - 1 - padding[1] + output_padding[1]))
+    return jax.lax.conv_general_dilated(
+        x, flipped, window_strides=(1, 1), padding=pads, lhs_dilation=strides,
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class Conv(nn.Module):
+    """2D convolution with PyTorch's explicit symmetric padding (`padding=p` pads p each side)."""
+    features: int
+    kernel_size: int | tuple[int, int] = 3
+    strides: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] = 0
+    dilation: int | tuple[int, int] = 1
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    kernel_init: Initializer = torch_default_kernel_init
+    bias_init: Initializer | None = None  # None: PyTorch's default U(+-1/sqrt(fan_in))
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = _pair(self.kernel_size)
+        cin = x.shape[-1]
+        kernel = self.param('kernel', self.kernel_init, (kh, kw, cin, self.features),
+                            self.param_dtype)
+        ph, pw = _pair(self.padding)
+        y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), _pair(self.strides),
+                   ((ph, ph), (pw, pw)), _pair(self.dilation))
+        if self.use_bias:
+            init = self.bias_init or torch_default_bias_init(cin * kh * kw)
+            bias = self.param('bias', init, (self.features,), self.param_dtype)
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+class ConvTranspose(nn.Module):
+    """PyTorch `ConvTranspose2d(cin, features, k, stride, padding, output_padding)`."""
+    features: int
+    kernel_size: int | tuple[int, int] = 3
+    strides: int | tuple[int, int] = 2
+    padding: int | tuple[int, int] = 1
+    output_padding: int | tuple[int, int] = 0
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    kernel_init: Initializer = torch_default_kernel_init
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = _pair(self.kernel_size)
+        cin = x.shape[-1]
+        # Stored as (kH, kW, Cout, Cin) == torch (Cin, Cout, kH, kW).transpose(2, 3, 1, 0).
+        # The variance_scaling fan_in of this shape is Cout*kH*kW, which is also PyTorch's.
+        kernel = self.param('kernel', self.kernel_init, (kh, kw, self.features, cin),
+                            self.param_dtype)
+        y = conv2d_transpose(x.astype(self.dtype), kernel.astype(self.dtype),
+                             _pair(self.strides), _pair(self.padding),
+                             _pair(self.output_padding))
+        if self.use_bias:
+            init = torch_default_bias_init(self.features * kh * kw)
+            bias = self.param('bias', init, (self.features,), self.param_dtype)
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+class BatchNorm(nn.Module):
+    """PyTorch `BatchNorm2d` over the last axis (variables `scale`, `bias`; `mean`, `var`).
+
+    Unlike `flax.linen.BatchNorm`, the running variance is updated with the UNBIASED batch
+    variance (n / (n - 1)), as PyTorch does, so training-mode statistics match a PyTorch
+    model; normalisation itself uses the biased variance (both libraries). Statistics and
+    the normalisation run in float32 whatever the compute dtype; under jit with a batch
+    sharded over a Mesh the means are global (synchronised BN) without any axis_name.
+    """
+    use_running_average: bool = True
+    momentum: float = 0.9  # Flax convention: new = momentum * old + (1 - momentum) * batch
+    epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param('scale', nn.initializers.ones, (features,), self.param_dtype)
+        bias = self.param('bias', nn.initializers.zeros, (features,), self.param_dtype)
+        ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
+        ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
+        x32 = x.astype(jnp.float32)
+        if self.use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x32, axis=axes)
+            var = jnp.mean(jnp.square(x32 - mean), axis=axes)  # two-pass: no cancellation
+            if not self.is_initializing():
+                count = x.size // features
+                unbiased = var * (count / max(count - 1, 1))
+                ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+                ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * unbiased
+        mul = jax.lax.rsqrt(var + self.epsilon) * scale.astype(jnp.float32)
+        y = (x32 - mean) * mul + bias.astype(jnp.float32)
+        return y.astype(self.dtype)
+
+
+def batch_norm(train: bool, dtype: Any, param_dtype: Any, name: str) -> BatchNorm:
+    """BatchNorm with PyTorch's defaults and update rule (eps 1e-5, torch momentum 0.1 ==
+    Flax momentum 0.9, unbiased running variance)."""
+    return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                     dtype=dtype, param_dtype=param_dtype, name=name)
+
+
+def max_pool(x: jax.Array, kernel: int, stride: int, padding: int = 0) -> jax.Array:
+    """PyTorch MaxPool2d(kernel, stride, padding) (floor mode, -inf padding)."""
+    return nn.max_pool(x, (kernel, kernel), (stride, stride),
+                       padding=((padding, padding), (padding, padding)))

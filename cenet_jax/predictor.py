@@ -1,0 +1,88 @@
+"""Batched, sharded prediction of whole records: model-size input, TTA in one jitted call,
+probabilities resized back to each record's original size. Shared by training-time
+validation and eval.py."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+from jax.sharding import Mesh
+
+from cenet_jax.inference import predict_probs
+from cenet_jax.training.parallel import batch_sharding, replicated
+
+
+def _predict(variables: Any, images: jax.Array, *, model: nn.Module, tta: str,
+             non_square: str) -> jax.Array:
+    apply_fn = functools.partial(model.apply, variables, train=False)
+    return predict_probs(apply_fn, images, tta=tta, non_square=non_square)
+
+
+class BatchPredictor:
+    """Predicts probabilities (N, H, W, K) for batches of model-size images, the batch sharded
+    over the mesh's data axis (padded to a multiple of the device count); compiled once per
+    input shape."""
+
+    def __init__(self, model: nn.Module, mesh: Mesh, *, tta: str = 'none',
+                 non_square: str = 'flips', batch_size: int = 8):
+        self.mesh = mesh
+        n_dev = mesh.devices.size
+        self.batch_size = max(n_dev, -(-batch_size // n_dev) * n_dev)
+        fn = functools.partial(_predict, model=model, tta=tta, non_square=non_square)
+        self._fn = jax.jit(fn, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                           out_shardings=replicated(mesh))
+
+    def __call__(self, variables: Any, images: np.ndarray) -> np.ndarray:
+        """Probabilities for a host batch `images` (n, H, W, C) of any n (same on every host)."""
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = np.asarray(images[start:start + self.batch_size], np.float32)
+            n = len(chunk)
+            if n < self.batch_size:  # pad with copies so every call has the same shape
+                pad = np.repeat(chunk[-1:], self.batch_size - n, axis=0)
+                chunk = np.concatenate([chunk, pad])
+            out.append(np.asarray(self._fn(variables, self._shard(chunk)))[:n])
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    def _shard(self, chunk: np.ndarray) -> jax.Array:
+        # Every host holds the whole chunk; each contributes the rows of its own devices.
+        per_host = len(chunk) // jax.process_count()
+        rows = chunk[jax.process_index() * per_host:(jax.process_index() + 1) * per_host]
+        return jax.make_array_from_process_local_data(batch_sharding(self.mesh), rows)
+
+
+def resize_to(probs: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of one (h, w, K) probability map to (height, width, K)."""
+    if probs.shape[:2] == (height, width):
+        return probs
+    out = jax.image.resize(jnp.asarray(probs), (height, width, probs.shape[-1]), 'bilinear')
+    return np.asarray(out)
+
+
+def predict_records(predictor: BatchPredictor, variables: Any, records: Sequence[dict[str, Any]],
+                    to_model_input: Callable[[dict[str, Any]], np.ndarray]) -> list[np.ndarray]:
+    """Probabilities at each record's original size, in record order."""
+    results: list[np.ndarray] = []
+    for start in range(0, len(records), predictor.batch_size):
+        group = records[start:start + predictor.batch_size]
+        probs = predictor(variables, np.stack([to_model_input(r) for r in group]))
+        for record, p in zip(group, probs):
+            h, w = record['label'].shape[:2] if 'label' in record else record['image'].shape[:2]
+            results.append(resize_to(p, h, w))
+    return results
+
+
+def iterate_in_groups(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    """Lists of up to `size` consecutive items (keeps memory flat for large prediction sets)."""
+    group: list[Any] = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group

@@ -1,0 +1,266 @@
+"""The training loop: init or resume, jitted sharded steps, logging, validation, checkpoints.
+
+`train_and_evaluate(config, workdir)` is everything `train.py` does. Restarting it on the
+same workdir resumes from the latest checkpoint (state and data iterator), so an
+interrupted run continues bit-identically on CPU.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import linen as nn
+
+from cenet_jax import convert, figures
+from cenet_jax.checkpoint import Checkpoints
+from cenet_jax.data import pipeline
+from cenet_jax.evaluation import evaluate_records
+from cenet_jax.logging import MetricsLogger, read_metrics
+from cenet_jax.losses import predict_classes, segmentation_loss
+from cenet_jax.models import build_model
+from cenet_jax.predictor import BatchPredictor, predict_records
+from cenet_jax.training import parallel
+from cenet_jax.training.state import TrainState, create_train_state, learning_rate_schedule, make_optimizer
+from cenet_jax.training.step import train_step
+
+log = logging.getLogger('cenet_jax')
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or Inf."""
+
+
+def total_train_steps(config: ml_collections.ConfigDict, num_examples: int) -> tuple[int, int]:
+    """(total steps, steps per epoch): num_train_steps if > 0, else epochs x (examples // batch)."""
+    steps_per_epoch = max(num_examples // config.batch_size, 1)
+    if config.num_train_steps > 0:
+        return int(config.num_train_steps), steps_per_epoch
+    return int(config.num_epochs) * steps_per_epoch, steps_per_epoch
+
+
+def make_loss_fn(loss_cfg: ml_collections.ConfigDict):
+    """loss_fn(logits, labels, mask) from the loss config (read here, once)."""
+    weights = tuple(float(w) for w in loss_cfg.class_weights) or None
+    return functools.partial(segmentation_loss, kind=loss_cfg.kind, class_weights=weights,
+                             denominator=loss_cfg.denominator, smooth=float(loss_cfg.smooth),
+                             reduction=loss_cfg.reduction)
+
+
+def load_pretrained(variables: dict[str, Any], path: str) -> dict[str, Any]:
+    """Fill `variables` from a converted file: an encoder-only file (torchvision) replaces the
+    encoder subtree, a full CE-Net file replaces everything (shapes checked)."""
+    loaded = convert.load_variables(path)
+    if 'encoder' in loaded['params'] and len(loaded['params']) > 1:
+        return convert.check_same_structure(variables, loaded, source=path)
+    return convert.merge_pretrained_encoder(variables, loaded)
+
+
+def initial_state(model: nn.Module, config: ml_collections.ConfigDict, tx, mesh) -> TrainState:
+    """Random (or pretrained) variables and fresh optimizer state, replicated on the mesh."""
+    init_rng, state_rng = jax.random.split(jax.random.key(config.seed))
+    dummy = jnp.zeros((1, 64, 64, 3), jnp.float32)  # parameter shapes do not depend on H, W
+    init = jax.jit(functools.partial(model.init, train=False),
+                   out_shardings=parallel.replicated(mesh))
+    variables = init(init_rng, dummy)
+    if config.model.pretrained:
+        host = jax.device_get(variables)
+        variables = parallel.replicate(load_pretrained(host, config.model.pretrained), mesh)
+        log.info('initialised from %s', config.model.pretrained)
+    make = jax.jit(functools.partial(create_train_state, tx=tx),
+                   out_shardings=parallel.replicated(mesh))
+    return make(variables, rng=state_rng)
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks between steps (then: save and exit)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: no handler, nothing to restore
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        log.warning('SIGTERM received: saving a checkpoint, then exiting.')
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _drain(pending: list[tuple[int, dict[str, Any]]], ckpt: Checkpoints) -> dict[str, float]:
+    """Fetch pending step metrics; stop with a clear error at the first non-finite loss."""
+    if not pending:
+        return {}
+    host = jax.device_get([m for _, m in pending])
+    for (step, _), m in zip(pending, host):
+        if not bool(m['finite']):
+            ckpt.wait()
+            last = ckpt.latest_step()
+            where = (f'the last good checkpoint (step {last}) is kept in '
+                     f'{ckpt.latest.directory}' if last is not None else 'no checkpoint was saved')
+            raise NonFiniteLossError(
+                f'training loss became {float(m["loss"])} at step {step}; training stopped and '
+                f'{where}. Try a lower --config.optim.lr or check the input data.')
+    pending.clear()
+    return {k: float(np.mean([m[k] for m in host])) for k in ('loss', 'grad_norm')}
+
+
+def validate(state: TrainState, predictor: BatchPredictor, records: list[dict[str, Any]],
+             config: ml_collections.ConfigDict, workdir: Path, step: int) -> dict[str, float]:
+    """Task metrics on the validation records; sample predictions and the curves as PNG."""
+    data_cfg = config.data
+    probs = predict_records(predictor, state.variables, records,
+                            lambda r: pipeline.model_input(r, data_cfg))
+    by_id = {r['id']: p for r, p in zip(records, probs)}
+    result = evaluate_records(records, lambda r: by_id[r['id']], task=config.eval.task,
+                              threshold=config.eval.threshold)
+    summary = {f'val_{k}': v for k, v in result.summary().items()}
+    if jax.process_index() == 0 and config.num_sample_images > 0:
+        out = workdir / 'samples'
+        out.mkdir(exist_ok=True)
+        for r, p in list(zip(records, probs))[:config.num_sample_images]:
+            pred = np.asarray(predict_classes(p, threshold=config.eval.threshold))
+            figures.save_prediction_figure(out / f'step{step:07d}_{r["id"]}.png', r['image'],
+                                           r['label'], pred, probs=p, fov=r.get('fov'))
+    return summary
+
+
+def save_curves(workdir: Path) -> None:
+    """`curves.png`: training loss and validation metrics against steps."""
+    records = read_metrics(workdir / 'metrics.jsonl')
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for r in records:
+        for k, v in r.items():
+            if (k == 'train_loss' or k.startswith('val_')) and isinstance(v, (int, float)) \
+                    and math.isfinite(v):
+                series.setdefault(k, ([], []))
+                series[k][0].append(r['step'])
+                series[k][1].append(v)
+    if series:
+        figures.save_curve_png(workdir / 'curves.png', series)
+
+
+def _is_better(value: float, best: float | None, mode: str) -> bool:
+    if best is None or not math.isfinite(best):
+        return math.isfinite(value)
+    return value > best if mode == 'max' else value < best
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
+    """Train (resuming if the workdir has checkpoints); returns the final state."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    primary = jax.process_index() == 0
+    mesh = parallel.make_mesh()
+    host_batch = parallel.check_batch_size(config.batch_size, mesh)
+    if config.best_mode not in ('max', 'min'):
+        raise ValueError(f"config.best_mode must be 'max' or 'min', got {config.best_mode!r}")
+
+    num_examples = pipeline.num_train_examples(config.data)
+    total_steps, steps_per_epoch = total_train_steps(config, num_examples)
+    model = build_model(config.model)
+    tx = make_optimizer(config.optim, total_steps)
+    schedule = learning_rate_schedule(config.optim, total_steps)
+    state = initial_state(model, config, tx, mesh)
+    train_iter = pipeline.build_train_iterator(
+        config.data, global_batch_size=config.batch_size, seed=config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count())
+
+    ckpt = Checkpoints(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoints)
+    if ckpt.latest_step() is not None:
+        state, _ = ckpt.restore(state, train_iter)
+        log.info('resumed from step %d in %s', int(state.step), ckpt.latest.directory)
+    elif primary:
+        (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
+    best_meta = ckpt.best_meta()
+    best_value = None if best_meta is None else best_meta.get(config.best_metric)
+
+    state_sharding = parallel.replicated(mesh)
+    step_fn = jax.jit(
+        functools.partial(train_step, model=model, tx=tx, loss_fn=make_loss_fn(config.loss),
+                          use_mask=config.loss.use_fov_mask),
+        in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
+        out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
+
+    val_records = None
+    predictor = None
+    if config.eval_every_steps > 0:
+        val_records = list(pipeline.build_eval_records(config.data, 'val'))
+        predictor = BatchPredictor(model, mesh, tta=config.eval.val_tta,
+                                   non_square=config.eval.non_square,
+                                   batch_size=config.eval.batch_size)
+
+    logger = MetricsLogger(workdir, total_steps, enabled=primary)
+    step = int(state.step)
+    log.info('training %s for %d steps (%d per epoch, %d examples), global batch %d over %d '
+             'device(s) on %d host(s)', config.model.architecture, total_steps, steps_per_epoch,
+             num_examples, config.batch_size, mesh.devices.size, jax.process_count())
+    pending: list[tuple[int, dict[str, Any]]] = []
+    first_step_done = False
+    with _Preemption() as preemption:
+        while step < total_steps:
+            batch = parallel.global_batch(next(train_iter), mesh)
+            state, metrics = step_fn(state, batch)
+            step += 1
+            pending.append((step, metrics))
+            if not first_step_done:  # keep compilation out of the throughput/ETA clock
+                jax.block_until_ready(metrics)
+                logger.start_clock(step)
+                first_step_done = True
+            last = step == total_steps
+            if step % config.log_every_steps == 0 or last:
+                means = _drain(pending, ckpt)
+                lr = float(schedule(step - 1))
+                line, ips = logger.progress_line(step, step / steps_per_epoch, means['loss'], lr,
+                                                 config.batch_size)
+                logger.write(step, {'train_loss': means['loss'], 'grad_norm': means['grad_norm'],
+                                    'lr': lr, 'epoch': step / steps_per_epoch,
+                                    'images_per_sec': ips}, console=line)
+            if predictor is not None and (step % config.eval_every_steps == 0 or last):
+                _drain(pending, ckpt)
+                t0 = time.perf_counter()
+                summary = validate(state, predictor, val_records, config, workdir, step)
+                logger.write(step, summary, console='validation at step %d: %s (%.1fs)' % (
+                    step, ', '.join(f'{k}={v:.4f}' for k, v in summary.items()),
+                    time.perf_counter() - t0))
+                if primary:
+                    save_curves(workdir)
+                key = f'val_{config.best_metric}'
+                if key not in summary:
+                    raise KeyError(f'config.best_metric={config.best_metric!r} is not a validation '
+                                   f'metric; choose one of {sorted(k[4:] for k in summary)}')
+                if _is_better(summary[key], best_value, config.best_mode):
+                    best_value = summary[key]
+                    ckpt.save(step, state, None, {'step': step, **summary,
+                                                  config.best_metric: best_value}, best=True)
+                logger.start_clock(step)
+            if step % config.checkpoint_every_steps == 0 or last or preemption.requested:
+                _drain(pending, ckpt)
+                ckpt.save(step, state, train_iter, {'step': step})
+            if preemption.requested:
+                log.warning('stopped at step %d after SIGTERM; rerun the same command to resume',
+                            step)
+                break
+    _drain(pending, ckpt)
+    ckpt.close()
+    logger.close()
+    if primary and (workdir / 'metrics.jsonl').exists():
+        save_curves(workdir)
+    return state

@@ -1,0 +1,77 @@
+"""Device mesh, shardings and hosts: data parallelism over every device of every host."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = 'data'
+
+# Environment variables that mean "this process is one of several" (TPU pods set up
+# jax.distributed.initialize() themselves from metadata; these cover the others).
+_MULTI_PROCESS_ENV = ('JAX_COORDINATOR_ADDRESS', 'COORDINATOR_ADDRESS')
+
+
+def maybe_initialize_distributed(mode: str = 'auto', coordinator_address: str | None = None,
+                                 num_processes: int | None = None,
+                                 process_id: int | None = None) -> bool:
+    """Call `jax.distributed.initialize()` for multi-host runs; returns whether it did.
+
+    mode 'on' always initialises (TPU pods, SLURM and Open MPI are auto-detected by JAX),
+    'off' never, 'auto' when a coordinator address is given as a flag or in the environment.
+    Must run before anything touches the devices.
+    """
+    if mode not in ('auto', 'on', 'off'):
+        raise ValueError(f"--distributed must be 'auto', 'on' or 'off', got {mode!r}")
+    wanted = mode == 'on' or (mode == 'auto' and (
+        coordinator_address is not None or any(os.environ.get(k) for k in _MULTI_PROCESS_ENV)))
+    if not wanted:
+        return False
+    kwargs: dict[str, Any] = {}
+    if coordinator_address is not None:
+        kwargs.update(coordinator_address=coordinator_address, num_processes=num_processes,
+                      process_id=process_id)
+    jax.distributed.initialize(**kwargs)
+    return True
+
+
+def make_mesh(devices: list[Any] | None = None) -> Mesh:
+    """A 1-D mesh over all devices of all hosts, axis 'data'."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over the data axis."""
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Same value on every device."""
+    return NamedSharding(mesh, P())
+
+
+def check_batch_size(global_batch_size: int, mesh: Mesh) -> int:
+    """Per-host batch size; a clear error if the global batch does not split evenly."""
+    n_dev, n_proc = mesh.devices.size, jax.process_count()
+    if global_batch_size <= 0 or global_batch_size % n_dev:
+        raise ValueError(
+            f'config.batch_size={global_batch_size} must be a positive multiple of the number of '
+            f'devices ({n_dev}: {jax.device_count()} over {n_proc} host(s)); e.g. '
+            f'--config.batch_size={max(n_dev, (global_batch_size // n_dev or 1) * n_dev)}.')
+    return global_batch_size // n_proc
+
+
+def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """This host's numpy batch -> global jax.Arrays sharded on the data axis."""
+    sharding = batch_sharding(mesh)
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+            for k, v in local_batch.items()}
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Place a pytree of host values on every device (same values on every host)."""
+    return jax.device_put(tree, replicated(mesh))

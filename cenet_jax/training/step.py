@@ -1,0 +1,42 @@
+"""Pure train step: (state, batch) -> (state, metrics). Jitted once by the loop."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+
+from cenet_jax.training.state import TrainState
+
+# loss_fn(logits (N, H, W, K), labels int (N, H, W), mask float (N, H, W) | None) -> scalar
+LossFn = Callable[[jax.Array, jax.Array, jax.Array | None], jax.Array]
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
+               tx: optax.GradientTransformation, loss_fn: LossFn,
+               use_mask: bool = False) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One SGD step with BatchNorm in training mode (statistics over the global batch)."""
+    rng, step_rng = jax.random.split(state.rng)
+    mask = batch['fov'] if use_mask else None
+
+    def loss_and_stats(params: Any) -> tuple[jax.Array, Any]:
+        logits, updates = model.apply(
+            {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+            mutable=['batch_stats'], rngs={'dropout': step_rng})
+        return loss_fn(logits, batch['label'], mask), updates['batch_stats']
+
+    (loss, batch_stats), grads = jax.value_and_grad(loss_and_stats, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state, rng=rng)
+    metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads),
+               'finite': jnp.isfinite(loss)}
+    return new_state, metrics
+
+
+def predict_logits(variables: dict[str, Any], images: jax.Array, *, model: nn.Module) -> jax.Array:
+    """Inference-mode logits (running BN statistics)."""
+    return model.apply(variables, images, train=False)
