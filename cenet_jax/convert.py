@@ -31,7 +31,7 @@ from cenet_jax.models.config import VARIANTS, build_model, reference_config
 from cenet_jax.models.resnet import ResNetEncoder
 
 Variables = dict[str, Any]
-Path_ = tuple[str, ...]
+ModulePath = tuple[str, ...]
 
 FILE_FORMAT = 'cenet-jax-variables'
 FILE_FORMAT_VERSION = 1
@@ -105,12 +105,12 @@ def _unwrap_checkpoint(obj: Any, path: Path) -> Mapping[str, Any]:
                 return inner
         if all(isinstance(k, str) for k in obj):
             return obj
-    raise ConversionError(f'{path}: expected a state dict (a mapping of tensor names to tensors), '
-                          f'got {type(obj).__name__}. Save with torch.save(model.state_dict(), ...).')
+    raise ConversionError(f'{path}: expected a state dict (tensor names -> tensors), got '
+                          f'{type(obj).__name__}. Save with torch.save(model.state_dict(), ...).')
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a PyTorch state dict (.pth/.pt/.th/.bin, needs torch) or a .safetensors file as numpy."""
+    """Read a PyTorch state dict (.pth/.pt/.th/.bin; needs torch) or a .safetensors file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'weights file not found: {path}')
@@ -126,8 +126,11 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ConversionError(f'{path}: reading torch files needs PyTorch (pip install torch), '
                               'or convert the file to .safetensors first.') from err
     obj = torch.load(str(path), map_location='cpu', weights_only=True)
-    return {k: to_numpy(v) for k, v in _unwrap_checkpoint(obj, path).items()
-            if hasattr(v, 'shape')}
+    state = _unwrap_checkpoint(obj, path)
+    tensors = {k: to_numpy(v) for k, v in state.items() if hasattr(v, 'shape')}
+    if not tensors:
+        raise ConversionError(f'{path}: no tensors found (top-level keys: {sorted(state)[:10]}).')
+    return tensors
 
 
 def strip_data_parallel_prefix(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -138,13 +141,15 @@ def strip_data_parallel_prefix(state_dict: Mapping[str, Any]) -> dict[str, np.nd
 
 # ----------------------------------------------------------------------------- filling
 
-def expected_variables(init: Callable[..., Variables]) -> Variables:
+def expected_variables(init: Callable[..., Variables],
+                       probe_shape: Sequence[int] = SHAPE_PROBE) -> Variables:
     """Shapes and dtypes of every variable `init(key, x)` creates, without computing anything."""
-    shapes = jax.eval_shape(init, jax.random.key(0), jnp.zeros(SHAPE_PROBE, jnp.float32))
+    probe = jax.ShapeDtypeStruct(tuple(probe_shape), jnp.float32)
+    shapes = jax.eval_shape(init, jax.random.key(0), probe)
     return {c: shapes[c] for c in ('params', 'batch_stats') if c in shapes}
 
 
-def _torch_shape(flax_shape: Sequence[int]) -> tuple[int, ...]:
+def torch_shape(flax_shape: Sequence[int]) -> tuple[int, ...]:
     """The PyTorch layout of a Flax variable shape (4-D kernels are OIHW / (Cin, Cout, kH, kW))."""
     shape = tuple(int(d) for d in flax_shape)
     return (shape[3], shape[2], shape[0], shape[1]) if len(shape) == 4 else shape
@@ -156,7 +161,7 @@ def _from_torch_layout(value: np.ndarray) -> np.ndarray:
 
 
 def fill_variables(expected: Variables, state_dict: Mapping[str, Any],
-                   torch_module_name: Callable[[Path_], str],
+                   torch_module_name: Callable[[ModulePath], str],
                    ignore: Callable[[str], bool], source: str = 'checkpoint',
                    hint: str = '') -> tuple[Variables, ConversionReport]:
     """Fill the `expected` tree from `state_dict`, naming each tensor with `torch_module_name`.
@@ -165,15 +170,18 @@ def fill_variables(expected: Variables, state_dict: Mapping[str, Any],
     """
     state = strip_data_parallel_prefix(state_dict)
     report = ConversionReport()
-    missing, misshaped, out = [], [], {}
+    missing, misshaped, twice, out, seen = [], [], [], {}, set()
     for collection, tree in expected.items():
         flat = {}
         for path, leaf in traverse_util.flatten_dict(tree).items():
             key = f'{torch_module_name(path[:-1])}.{TORCH_LEAF_NAMES[collection, path[-1]]}'
-            want = _torch_shape(leaf.shape)
+            want = torch_shape(leaf.shape)
             if key not in state:
                 missing.append(f'{key} {want}')
                 continue
+            if key in seen:
+                twice.append(f'{key} (for {collection}/{"/".join(path)})')
+            seen.add(key)
             got = tuple(state[key].shape)
             if got != want:
                 misshaped.append(f'{key}: expected {want}, got {got}')
@@ -182,19 +190,33 @@ def fill_variables(expected: Variables, state_dict: Mapping[str, Any],
             report.converted.append(key)
             report.values += int(np.prod(want))
         out[collection] = traverse_util.unflatten_dict(flat)
-    used = set(report.converted)
-    unexpected = sorted(k for k in state if k not in used and not ignore(k))
-    report.ignored = sorted(k for k in state if k not in used and ignore(k))
-    if missing or misshaped or unexpected:
+    unexpected = sorted(k for k in state if k not in seen and not ignore(k))
+    report.ignored = sorted(k for k in state if k not in seen and ignore(k))
+    if missing or misshaped or unexpected or twice:
         parts = [f'{source} does not match the model:']
         for title, keys in (('missing keys', missing), ('mis-shaped keys', misshaped),
-                            ('unexpected keys (not in the model)', unexpected)):
+                            ('unexpected keys (not in the model)', unexpected),
+                            ('keys two model variables map to (ambiguous names)', twice)):
             if keys:
                 parts.append(f'  {len(keys)} {title}:\n    ' + '\n    '.join(keys))
         if hint:
             parts.append(hint)
         raise ConversionError('\n'.join(parts))
     return out, report
+
+
+def to_torch_state_dict(variables: Mapping[str, Any],
+                        torch_module_name: Callable[[ModulePath], str]) -> dict[str, np.ndarray]:
+    """The inverse of `fill_variables`: PyTorch-named numpy arrays in PyTorch layout, e.g. to
+    run a model trained here in the authors' code (`reference_cenet_name` for CE-Net)."""
+    out = {}
+    for collection in ('params', 'batch_stats'):
+        for path, leaf in traverse_util.flatten_dict(dict(variables.get(collection, {}))).items():
+            key = f'{torch_module_name(path[:-1])}.{TORCH_LEAF_NAMES[collection, path[-1]]}'
+            value = np.asarray(jax.device_get(leaf))
+            out[key] = np.ascontiguousarray(value.transpose(3, 2, 0, 1) if value.ndim == 4
+                                            else value)
+    return out
 
 
 def _ignore_bookkeeping(key: str) -> bool:
@@ -207,8 +229,9 @@ def _ignore_resnet_extras(key: str) -> bool:
 
 # ----------------------------------------------------------------------------- name maps
 
-def torchvision_resnet_name(path: Path_) -> str:
-    """torchvision name of an encoder submodule: ('layer2_0', 'downsample_conv') -> layer2.0.downsample.0."""
+def torchvision_resnet_name(path: ModulePath) -> str:
+    """torchvision name of an encoder submodule path, e.g. ('layer2_0', 'downsample_conv')
+    -> 'layer2.0.downsample.0'."""
     parts: list[str] = []
     for part in path:
         if part.startswith('layer') and '_' in part:
@@ -222,7 +245,7 @@ def torchvision_resnet_name(path: Path_) -> str:
     return '.'.join(parts)
 
 
-def reference_cenet_name(path: Path_) -> str:
+def reference_cenet_name(path: ModulePath) -> str:
     """Name in the authors' CE-Net state dict of a Flax CENet submodule path."""
     top, rest = path[0], path[1:]
     if top == 'encoder':
@@ -236,7 +259,7 @@ def reference_cenet_name(path: Path_) -> str:
     return '.'.join((REFERENCE_CONTEXT_NAMES.get(top, top),) + rest)
 
 
-def reference_unet_name(path: Path_) -> str:
+def reference_unet_name(path: ModulePath) -> str:
     """Name in the authors' U-Net state dict of a Flax UNet submodule path."""
     top, rest = path[0], path[1:]
     if top == 'outc':
@@ -330,8 +353,11 @@ def torchvision_resnet_to_flax(state_dict: Mapping[str, Any], depth: int = 34) -
 
 def check_same_structure(expected: Mapping[str, Any], got: Mapping[str, Any], what: str) -> None:
     """Raise ConversionError listing every path whose presence or shape differs."""
-    want = {'/'.join(p): tuple(np.shape(v)) for p, v in traverse_util.flatten_dict(expected).items()}
-    have = {'/'.join(p): tuple(np.shape(v)) for p, v in traverse_util.flatten_dict(got).items()}
+    def shapes(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        flat = traverse_util.flatten_dict(dict(tree))
+        return {'/'.join(path): tuple(np.shape(v)) for path, v in flat.items()}
+
+    want, have = shapes(expected), shapes(got)
     problems = [f'missing {k} {s}' for k, s in want.items() if k not in have]
     problems += [f'{k}: expected {s}, got {have[k]}' for k, s in want.items()
                  if k in have and have[k] != s]
@@ -409,23 +435,27 @@ def _read_payload(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def _split_payload(payload: Mapping[str, Any]) -> tuple[Variables, dict[str, Any]]:
+    variables = {c: payload[c] for c in ('params', 'batch_stats') if c in payload}
+    raw = payload.get(METADATA_KEY)
+    return variables, (json.loads(raw) if isinstance(raw, str) else {})
+
+
 def load_variables(path: str | os.PathLike) -> Variables:
     """The {'params', 'batch_stats'} numpy trees stored by `save_variables`."""
-    payload = _read_payload(path)
-    return {c: payload[c] for c in ('params', 'batch_stats') if c in payload}
+    return _split_payload(_read_payload(path))[0]
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata stored by `save_variables` (source, kind, model config, ...)."""
-    raw = _read_payload(path).get(METADATA_KEY)
-    return json.loads(raw) if isinstance(raw, str) else {}
+    return _split_payload(_read_payload(path))[1]
 
 
 def restore_pretrained(variables: Mapping[str, Any], path: str | os.PathLike) -> Variables:
-    """`variables` with a weights file applied: an encoder file ('kind': 'encoder') replaces the
-    encoder subtree; a full model file must match the whole tree and replaces it."""
-    loaded = load_variables(path)
-    if read_metadata(path).get('kind') == 'encoder':
+    """`variables` with a weights file applied: an encoder file (metadata kind 'encoder')
+    replaces the encoder subtree; any other file must match the whole tree and replaces it."""
+    loaded, metadata = _split_payload(_read_payload(path))
+    if metadata.get('kind') == 'encoder':
         return merge_pretrained_encoder(variables, loaded)
     for collection in ('params', 'batch_stats'):
         check_same_structure(variables.get(collection, {}), loaded.get(collection, {}),

@@ -9,9 +9,11 @@ Soft Dice (Eq. 2): ``L = 1 - sum_k w_k * dice_k`` with
 ``dice_k = (2 sum_i m_i p_ki g_ki + s) / (D_k + s)`` where ``D_k = sum_i m_i (p_ki^2 + g_ki^2)``
 ('squared', the paper) or ``sum_i m_i (p_ki + g_ki)`` ('sum', the authors' code), ``m`` an
 optional pixel weight (e.g. the FOV mask), ``s`` the smoothing (default 0, as paper and
-code). A class whose denominator is 0 (absent from labels and predicted exactly 0) counts
-as a perfect match, dice 1. The binary form (K == 1) is the single foreground term, as in
-the authors' code; softmax models use all K classes with weights 1/K (paper) unless given.
+code). A class whose denominator is at most 1e-6 (absent from the labels and predicted
+with a total probability below 1e-6) counts as a perfect match, dice 1, with no gradient.
+The binary form (K == 1) is the single foreground term, as in the authors' code; softmax
+models use all K classes with weights 1/K (paper) unless given. Binary labels are read
+as ``label == 1``: map 255-valued masks to 1 before (values are not checked under jit).
 ``reduction='batch'`` sums over the whole batch before the ratio (the code's default),
 ``'image'`` forms one Dice per image and averages the losses.
 
@@ -24,9 +26,9 @@ Weight decay (Eq. 3, ``L = L_dice + L_reg``) is the optimizer's job, not the los
 adds to the gradient before momentum (PyTorch SGD ``weight_decay=1e-4`` semantics).
 
 Note on the reference code: its ``dice_bce_loss.__call__`` computes BCE and Dice but
-returns only the BCE term (every version of ``loss.py`` in Guzaiwang/CE-Net), so the
-released models were trained with BCE; ``kind='ce'`` reproduces that, ``'dice_ce'`` is
-the sum the class name promises.
+returns only the BCE term (every version of ``loss.py`` in Guzaiwang/CE-Net), so training
+with that code optimises BCE alone; ``kind='ce'`` reproduces that, ``'dice_ce'`` is the
+sum the class name promises.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ Denominator = Literal['squared', 'sum']
 Reduction = Literal['batch', 'image']
 
 LOSS_KINDS = ('dice', 'ce', 'dice_ce')
+EMPTY_EPS = 1e-6  # a Dice denominator / CE weight sum at or below this counts as empty
 
 
 def probabilities(logits: jax.Array) -> jax.Array:
@@ -94,8 +97,11 @@ def _pixel_weights(labels: jax.Array, mask: jax.Array | None) -> jax.Array:
 
 
 def _safe_ratio(numerator: jax.Array, denominator: jax.Array, empty_value: float) -> jax.Array:
-    """numerator / denominator, ``empty_value`` where the denominator is 0, finite gradients."""
-    empty = denominator <= 0
+    """numerator / denominator, ``empty_value`` where denominator <= EMPTY_EPS; finite gradients.
+
+    The cut keeps ``denominator ** 2`` (in the quotient's gradient) far from float32 underflow.
+    """
+    empty = denominator <= EMPTY_EPS
     safe = jnp.where(empty, 1.0, denominator)
     return jnp.where(empty, empty_value, numerator / safe)
 

@@ -4,7 +4,7 @@ validation and eval.py."""
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +18,9 @@ from cenet_jax.training.parallel import batch_sharding, replicated
 
 def _predict(variables: Any, images: jax.Array, *, model: nn.Module, tta: str,
              non_square: str) -> jax.Array:
-    apply_fn = functools.partial(model.apply, variables, train=False)
-    return predict_probs(apply_fn, images, tta=tta, non_square=non_square)
+    def apply_fn(x: jax.Array, variables: Any) -> jax.Array:
+        return model.apply(variables, x, train=False)
+    return predict_probs(apply_fn, images, variables, tta=tta, non_square=non_square)
 
 
 class BatchPredictor:
@@ -63,17 +64,15 @@ def resize_to(probs: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(out)
 
 
-def predict_records(predictor: BatchPredictor, variables: Any, records: Sequence[dict[str, Any]],
-                    to_model_input: Callable[[dict[str, Any]], np.ndarray]) -> list[np.ndarray]:
-    """Probabilities at each record's original size, in record order."""
-    results: list[np.ndarray] = []
-    for start in range(0, len(records), predictor.batch_size):
-        group = records[start:start + predictor.batch_size]
-        probs = predictor(variables, np.stack([to_model_input(r) for r in group]))
+def predict_records(predictor: BatchPredictor, variables: Any,
+                    records: Iterable[dict[str, Any]]) -> Iterable[tuple[dict[str, Any], np.ndarray]]:
+    """(record, probabilities at the record's original size) in record order; records carry
+    their normalised model-size input as 'model_image' (see `data.pipeline.build_eval_records`)."""
+    for group in iterate_in_groups(records, predictor.batch_size):
+        probs = predictor(variables, np.stack([r['model_image'] for r in group]))
         for record, p in zip(group, probs):
             h, w = record['label'].shape[:2] if 'label' in record else record['image'].shape[:2]
-            results.append(resize_to(p, h, w))
-    return results
+            yield record, resize_to(p, h, w)
 
 
 def iterate_in_groups(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

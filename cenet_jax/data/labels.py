@@ -51,10 +51,9 @@ def to_class_map(raw: np.ndarray, spec: LabelSpec, where: str) -> np.ndarray:
         for value in present:
             classes[raw == value] = lookup[int(value)]
         return classes
-    if not np.issubdtype(raw.dtype, np.integer):
-        if not np.all(np.equal(np.mod(raw, 1), 0)):
-            raise DataError(f'{where}: multi-class label must hold integer class ids, got non-integer '
-                            f'values of dtype {raw.dtype}')
+    if not np.issubdtype(raw.dtype, np.integer) and not np.all(np.equal(np.mod(raw, 1), 0)):
+        raise DataError(f'{where}: multi-class label must hold integer class ids, got non-integer '
+                        f'values of dtype {raw.dtype}')
     low, high = int(raw.min()), int(raw.max())
     if low < 0 or high >= spec.num_classes:
         raise DataError(f'{where}: label values span [{low}, {high}], expected class ids in '

@@ -108,7 +108,7 @@ def pair_folders(image_dir: Path, label_dir: Path, label_stem: Callable[[str], s
         fov = _partner(fovs, fov_dir, fov_stem(stem), '.gif') if fov_dir is not None else ''
         entries.append(Entry(id=stem, image=str(image), fov=fov, **{label_key: partner}))
     expected = {label_stem(stem) for stem in images}
-    orphans = [f'{path} (expected an image named {path.stem!r} in {image_dir})'
+    orphans = [f'{path} (no image in {image_dir} pairs with it)'
                for stem, path in labels.items() if stem not in expected]
     return entries, orphans
 

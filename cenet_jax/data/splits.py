@@ -100,11 +100,9 @@ def select_split(pools: dict[str, list[T]], split: str, *, val_fraction: float, 
                 raise DataError(f'fold must be in [0, {num_folds - 1}], got {fold}')
             train_pool, test = _split_off(everything, kfold_indices(len(everything), num_folds, seed)[fold])
         else:
+            # test_fraction 0 trains on everything; the test split is then empty (an error if used)
             train_pool, test = _split_off(everything, holdout_indices(len(everything), test_fraction, seed,
                                                                       _TEST_STREAM))
-            if test_fraction == 0.0:
-                raise DataError('this dataset has no official test split: set --config.data.test_fraction '
-                                '(e.g. 0.2) or --config.data.num_folds')
     else:
         train_pool, test = pools['train'], pools['test']
     if split == 'test':

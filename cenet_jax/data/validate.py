@@ -85,15 +85,16 @@ def validate_entries(entries: list[Entry], spec: DecodeSpec, *, level: str = 'fu
     if on_bad_record not in POLICIES:
         raise DataError(f'on_bad_record must be one of {POLICIES}, got {on_bad_record!r}')
     if not entries:
-        raise DataError(f'{where}: the split is empty; check the data root, the split lists and the '
-                        f'val_fraction / test_fraction settings')
+        raise DataError(f'{where}: the split is empty; check the data root and split lists, and set '
+                        f'--config.data.test_fraction / val_fraction / num_folds (datasets without an '
+                        f'official test split hold one out only when test_fraction > 0 or num_folds > 0)')
     check = check_full if level == 'full' else check_header
     workers = min(8, os.cpu_count() or 1, len(entries))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda entry: check(entry, spec), entries))
     problems = [f'label without image: {orphan}' for orphan in orphans]
-    problems += [f'{entry.id}: {problem}' for entry, problem in zip(entries, results) if problem]
-    good = [entry for entry, problem in zip(entries, results) if not problem]
+    problems += [f'{entry.id}: {problem}' for entry, problem in zip(entries, results, strict=True) if problem]
+    good = [entry for entry, problem in zip(entries, results, strict=True) if not problem]
     if problems:
         listed = '\n  - '.join(problems[:_MAX_LISTED])
         more = f'\n  ... and {len(problems) - _MAX_LISTED} more' if len(problems) > _MAX_LISTED else ''

@@ -25,19 +25,21 @@ challenge's evaluation (Fiji, Trainable Weka Segmentation ``RandError`` /
 Where this differs from the challenge: (a) the challenge thresholds a probability map at
 0.0, 0.1, ..., 1.0 and reports the maximum over thresholds of the slice-averaged score;
 `rand_info_scores` scores one binary map and `rand_info_over_thresholds` reproduces the
-sweep on membrane probabilities (membrane where p > t; Fiji's proposal is a cell
-probability thresholded as cell where p_cell > t, so t maps to 1 - t up to equality at
-the cut). (b) When either entropy is 0 Fiji returns V_Info = 0; here two single-segment
-maps (both entropies 0) score 1.0, one zero entropy still scores 0. (c) An empty ground
-truth foreground (all membrane) gives NaN.
+sweep on membrane probabilities (membrane where p > t, t = 0.1 ... 0.9 by default; Fiji's
+proposal is a cell probability, cell where p_cell > t, so its t is our 1 - t up to
+equality at the cut, and its end points 0.0 / 1.0 are left out). (b) When either entropy
+is 0 Fiji returns V_Info = 0; here two single-segment maps (both entropies 0) score 1.0,
+one zero entropy still scores 0. (c) An empty ground truth foreground (all membrane)
+gives NaN.
 
 Relation to scikit-image: ``adapted_rand_error(gt, pred)`` builds the same contingency
 table when given these label images (singletons relabelled to distinct ids, gt membrane
 = 0 ignored) but counts pairs without self-pairs (``sum n_ij^2 - n`` etc.), so its
 ``1 - are`` is a little lower; ``count_self_pairs=False`` in `segmentation_scores`
 reproduces it exactly. scikit-image does no component labelling or thinning.
-``variation_of_information`` returns the conditional entropies H(T|S), H(S|T) (bits),
-identical to ``h_gt_given_pred`` / ``h_pred_given_gt`` here (nats) on the same table.
+``variation_of_information(gt, pred)`` returns [H(S|T), H(T|S)] (false splits, false
+merges; bits), identical to ``h_pred_given_gt`` / ``h_gt_given_pred`` here (nats) on the
+same table.
 """
 from __future__ import annotations
 

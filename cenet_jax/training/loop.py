@@ -24,7 +24,7 @@ from flax import linen as nn
 from cenet_jax import convert, figures
 from cenet_jax.checkpoint import Checkpoints
 from cenet_jax.data import pipeline
-from cenet_jax.evaluation import evaluate_records
+from cenet_jax.evaluation import evaluate_records, figure_file_name
 from cenet_jax.logging import MetricsLogger, read_metrics
 from cenet_jax.losses import predict_classes, segmentation_loss
 from cenet_jax.models import build_model
@@ -125,19 +125,17 @@ def _drain(pending: list[tuple[int, dict[str, Any]]], ckpt: Checkpoints) -> dict
 def validate(state: TrainState, predictor: BatchPredictor, records: list[dict[str, Any]],
              config: ml_collections.ConfigDict, workdir: Path, step: int) -> dict[str, float]:
     """Task metrics on the validation records; sample predictions and the curves as PNG."""
-    data_cfg = config.data
-    probs = predict_records(predictor, state.variables, records,
-                            lambda r: pipeline.model_input(r, data_cfg))
-    by_id = {r['id']: p for r, p in zip(records, probs)}
-    result = evaluate_records(records, lambda r: by_id[r['id']], task=config.eval.task,
-                              threshold=config.eval.threshold)
-    summary = {f'val_{k}': v for k, v in result.summary().items()}
+    predicted = list(predict_records(predictor, state.variables, records))
+    by_id = {r['id']: p for r, p in predicted}
+    result = evaluate_records((r for r, _ in predicted), lambda r: by_id[r['id']],
+                              task=config.eval.task, threshold=config.eval.threshold)
+    summary = {f'val_{k}': s.mean for k, s in result.aggregate.items() if math.isfinite(s.mean)}
     if jax.process_index() == 0 and config.num_sample_images > 0:
         out = workdir / 'samples'
         out.mkdir(exist_ok=True)
-        for r, p in list(zip(records, probs))[:config.num_sample_images]:
+        for r, p in predicted[:config.num_sample_images]:
             pred = np.asarray(predict_classes(p, threshold=config.eval.threshold))
-            figures.save_prediction_figure(out / f'step{step:07d}_{r["id"]}.png', r['image'],
+            figures.save_prediction_figure(out / f'step{step:07d}_{figure_file_name(r["id"])}', r['image'],
                                            r['label'], pred, probs=p, fov=r.get('fov'))
     return summary
 
@@ -154,7 +152,7 @@ def save_curves(workdir: Path) -> None:
                 series[k][0].append(r['step'])
                 series[k][1].append(v)
     if series:
-        figures.save_curve_png(workdir / 'curves.png', series)
+        figures.save_curve_png(workdir / 'curves.png', [], series, title='training curves')
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -202,7 +200,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     val_records = None
     predictor = None
     if config.eval_every_steps > 0:
-        val_records = list(pipeline.build_eval_records(config.data, 'val'))
+        val_records = pipeline.build_eval_records(config.data, 'val')
         predictor = BatchPredictor(model, mesh, tta=config.eval.val_tta,
                                    non_square=config.eval.non_square,
                                    batch_size=config.eval.batch_size)

@@ -32,7 +32,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state, rng=rng)
-    metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads),
+    metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads),
                'finite': jnp.isfinite(loss)}
     return new_state, metrics
 

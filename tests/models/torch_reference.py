@@ -159,36 +159,47 @@ class TorchCENet(nn.Module):
         return self.finalconv3(d)
 
 
-def double_conv(cin: int, cout: int) -> nn.Sequential:
-    """(3x3 conv, BN, ReLU) x 2 as one Sequential (state-dict indices 0, 1, 3, 4)."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
-
-
-class _Wrapped(nn.Module):
-    """Holds a double conv as `.conv` (the reference nests it: `inc.conv.conv.0`)."""
+class DoubleConv(nn.Module):
+    """(3x3 conv, BN, ReLU) x 2 in a Sequential `.conv` (state-dict indices 0, 1, 3, 4)."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.conv = double_conv(cin, cout)
+        self.conv = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class _InConv(nn.Module):
+    """The input double conv, nested once more (`inc.conv.conv.0`)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = DoubleConv(cin, cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
 
 
 class _Down(nn.Module):
+    """2x2 max-pool then a double conv (`down1.max_pool_conv.1.conv.0`)."""
+
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.max_pool_conv = nn.Sequential(nn.MaxPool2d(2), _Wrapped(cin, cout))
+        self.max_pool_conv = nn.Sequential(nn.MaxPool2d(2), DoubleConv(cin, cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.max_pool_conv(x)
 
 
 class _Up(nn.Module):
+    """Bilinear x2 (align_corners=True), concat [skip, x], double conv (`up1.conv.conv.0`)."""
+
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.conv = _Wrapped(cin, cout)
+        self.conv = DoubleConv(cin, cout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2, mode='bilinear', align_corners=True)
@@ -209,7 +220,7 @@ class TorchUNet(nn.Module):
 
     def __init__(self, num_classes: int = 1):
         super().__init__()
-        self.inc = _Wrapped(3, 64)
+        self.inc = _InConv(3, 64)
         self.down1, self.down2 = _Down(64, 128), _Down(128, 256)
         self.down3, self.down4 = _Down(256, 512), _Down(512, 512)
         self.up1, self.up2 = _Up(1024, 256), _Up(512, 128)

@@ -1,0 +1,164 @@
+"""The data config: every field the data package reads, with defaults, and per-dataset presets.
+
+`default_data_config()` is the synthetic-vessel setup the demo uses; `data_config_for(name)`
+starts from it and applies `DATASET_PRESETS[name]` (label conventions, split names, crop, which
+augmentations make sense). The config is read in one place (`build_source`, the pipeline) and
+turned into plain frozen specs that pickle into grain workers.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from cenet_jax.data.labels import LabelSpec
+from cenet_jax.data.layouts import LayoutParams
+from cenet_jax.data.records import DecodeSpec
+from cenet_jax.data.transforms import AugmentSpec
+
+SYNTHETIC_DATASETS = ('synthetic_vessels', 'synthetic_disc', 'synthetic_oct')
+FILE_DATASETS = ('drive', 'origa', 'messidor', 'rimone', 'lung', 'isbi', 'isbi_tiff', 'oct', 'folder')
+DATASETS = SYNTHETIC_DATASETS + FILE_DATASETS
+
+# Fields that differ from `default_data_config()` per dataset (nested keys as 'augment.vflip').
+DATASET_PRESETS: dict[str, dict[str, Any]] = {
+    'synthetic_vessels': {},
+    'synthetic_disc': {},
+    'synthetic_oct': {'num_classes': 11, 'augment.vflip': False, 'augment.transpose': False},
+    'drive': {'train_split': 'training', 'val_split': '', 'test_split': 'test'},
+    'origa': {'train_split': 'Set_A.txt', 'val_split': '', 'test_split': 'Set_B.txt', 'disc_crop_size': 800},
+    'messidor': {'train_split': 'train.txt', 'val_split': '', 'test_split': 'test.txt', 'disc_crop_size': 800},
+    'rimone': {'train_split': 'train_files.txt', 'val_split': '', 'test_split': 'test_files.txt'},
+    'lung': {'high_bit_depth': 'minmax'},
+    'isbi': {'invert_label': True},
+    'isbi_tiff': {'invert_label': True},
+    'oct': {'num_classes': 11, 'augment.vflip': False, 'augment.transpose': False},
+    'folder': {},
+}
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+    """All data fields with their defaults: the synthetic retinal-vessel set at 448 x 448."""
+    cfg = ml_collections.ConfigDict()
+    cfg.name = 'synthetic_vessels'   # one of DATASETS
+    cfg.root = ''                    # dataset folder for real datasets ('' = none)
+    cfg.image_size = (448, 448)      # model input (H, W), multiples of 32
+    cfg.num_classes = 2              # 2 = binary (labels {0, 1}, model K = 1); OCT: 11
+    cfg.normalization = 'reference'  # 'reference' (x/255*3.2-1.6) | 'imagenet' (mean/std on [0, 1])
+    cfg.channel_order = 'rgb'        # 'bgr' = the reference code's OpenCV channel order
+
+    # Splits: names of the official split files / folders, and seeded holdouts where there are none.
+    cfg.train_split = 'train.txt'    # DRIVE: folder name; ORIGA: Set_A.txt; folder/OCT: optional list file
+    cfg.val_split = 'val.txt'        # optional list file; '' or absent = holdout of train
+    cfg.test_split = 'test.txt'
+    cfg.val_fraction = 0.1           # val = this seeded fraction of train; 0 = use the test split as val
+    cfg.test_fraction = 0.2          # single-pool datasets (lung, ISBI, folders without lists): test share
+    cfg.num_folds = 0                # > 0: k-fold cross-validation of single-pool datasets ...
+    cfg.fold = 0                     # ... and this fold is the test split
+    cfg.split_seed = 0               # seed of every holdout / fold assignment
+
+    # Label conventions.
+    cfg.foreground_value = -1        # binary: foreground = (raw == this); -1 = raw >= label_threshold
+    cfg.label_threshold = 128        # binary threshold on raw 8-bit label values (1 for {0, 1} masks)
+    cfg.invert_label = False         # swap foreground / background (ISBI: membranes are stored as 0)
+    cfg.class_values = ()            # multi-class: raw value of class 0, 1, ...; () = raw values are ids
+    cfg.annotator = 1                # DRIVE test: 1st_manual (1) or 2nd_manual (2); RIM-ONE expert number
+    cfg.mat_key = ''                 # variable name inside .mat label / boundary files ('' = the only one)
+
+    # Decoding.
+    cfg.high_bit_depth = 'range'     # 16-bit / float images to uint8: 'range' (dtype range) | 'minmax'
+    cfg.disc_crop_size = 0           # > 0: crop this many pixels around the brightest point (ORIGA 800)
+    cfg.disc_crop_sigma = 50.0       # Gaussian smoothing (pixels) before finding the brightest point
+
+    # Bad input.
+    cfg.validation = 'full'          # 'full' = decode every record before training; 'header' = faster
+    cfg.on_bad_record = 'error'      # 'error' | 'skip' (drop bad records with a warning)
+
+    # Loader.
+    cfg.num_workers = 0              # grain worker processes (0 = in-process threads)
+    cfg.prefetch = 2                 # batches buffered per worker process
+    cfg.read_threads = 2             # threads per process that decode and augment records
+
+    cfg.augment = ml_collections.ConfigDict()
+    cfg.augment.enabled = True
+    cfg.augment.hflip = True
+    cfg.augment.vflip = True
+    cfg.augment.transpose = True     # diagonal flip; only applied when image_size is square
+    cfg.augment.affine_prob = 0.5    # probability of the scale / shift warp
+    cfg.augment.scale = (0.9, 1.1)
+    cfg.augment.aspect = (1.0, 1.0)  # the reference code also jitters the aspect ratio: (0.9, 1.1)
+    cfg.augment.shift = 0.1          # fraction of the image size
+    cfg.augment.hsv_prob = 0.5
+    cfg.augment.hue_shift = 60.0     # degrees (the reference's ±30 OpenCV hue units)
+    cfg.augment.saturation_shift = 5.0
+    cfg.augment.value_shift = 15.0
+
+    cfg.synthetic = ml_collections.ConfigDict()
+    cfg.synthetic.num_train = 200
+    cfg.synthetic.num_val = 20
+    cfg.synthetic.num_test = 20
+    cfg.synthetic.size = (0, 0)      # generated (H, W); (0, 0) = image_size
+    cfg.synthetic.seed = 0
+    return cfg
+
+
+def apply_preset(cfg: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """Set `cfg.name` and the preset fields of dataset `name` on a data config (in place, returned)."""
+    if name not in DATASET_PRESETS:
+        raise ValueError(f'unknown dataset {name!r}; choose one of {DATASETS}')
+    with cfg.unlocked():
+        cfg.name = name
+        for key, value in DATASET_PRESETS[name].items():
+            node = cfg
+            *parents, leaf = key.split('.')
+            for parent in parents:
+                node = node[parent]
+            node[leaf] = value
+    return cfg
+
+
+def data_config_for(name: str, root: str = '', **overrides: Any) -> ml_collections.ConfigDict:
+    """Default data config with the preset of dataset `name`, its `root`, and top-level overrides."""
+    cfg = apply_preset(default_data_config(), name)
+    cfg.root = root
+    for key, value in overrides.items():
+        cfg[key] = value
+    return cfg
+
+
+def label_spec(cfg: ml_collections.ConfigDict) -> LabelSpec:
+    """The label conventions of a data config as a plain `LabelSpec`."""
+    return LabelSpec(num_classes=int(cfg.num_classes), foreground_value=int(cfg.foreground_value),
+                     threshold=int(cfg.label_threshold), invert=bool(cfg.invert_label),
+                     class_values=tuple(int(v) for v in cfg.class_values))
+
+
+def decode_spec(cfg: ml_collections.ConfigDict) -> DecodeSpec:
+    """How to decode records of a data config, as a plain `DecodeSpec`."""
+    return DecodeSpec(label=label_spec(cfg), high_bit_depth=str(cfg.high_bit_depth),
+                      disc_crop_size=int(cfg.disc_crop_size), disc_crop_sigma=float(cfg.disc_crop_sigma),
+                      mat_key=str(cfg.mat_key))
+
+
+def layout_params(cfg: ml_collections.ConfigDict) -> LayoutParams:
+    """Split names and annotator of a data config, as plain `LayoutParams`."""
+    return LayoutParams(train_split=str(cfg.train_split), val_split=str(cfg.val_split),
+                        test_split=str(cfg.test_split), annotator=int(cfg.annotator))
+
+
+def augment_spec(cfg: ml_collections.ConfigDict) -> AugmentSpec:
+    """The augmentation settings of a data config, as a plain `AugmentSpec`."""
+    a = cfg.augment
+    return AugmentSpec(enabled=bool(a.enabled), hflip=bool(a.hflip), vflip=bool(a.vflip),
+                       transpose=bool(a.transpose), affine_prob=float(a.affine_prob),
+                       scale=tuple(float(v) for v in a.scale), aspect=tuple(float(v) for v in a.aspect),
+                       shift=float(a.shift), hsv_prob=float(a.hsv_prob), hue_shift=float(a.hue_shift),
+                       saturation_shift=float(a.saturation_shift), value_shift=float(a.value_shift))
+
+
+def image_hw(cfg: ml_collections.ConfigDict) -> tuple[int, int]:
+    """Model input (H, W) of a data config, checked to be two positive ints."""
+    size = tuple(int(v) for v in cfg.image_size)
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f'data.image_size must be (H, W) with positive sizes, got {cfg.image_size}')
+    return size  # type: ignore[return-value]

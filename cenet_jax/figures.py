@@ -1,0 +1,207 @@
+"""PNG figures drawn with PIL only: prediction panels and training curves.
+
+`save_prediction_figure` writes ``image | ground truth | prediction | errors [| probability]``
+side by side, ``PANEL_GAP`` pixels apart, under a ``CAPTION_HEIGHT``-pixel caption strip:
+a (W x H) input gives a PNG of ``n * W + (n - 1) * PANEL_GAP`` by ``H + CAPTION_HEIGHT``.
+Binary maps are white on black; the error panel shows true positives white, false
+positives red, false negatives blue, true negatives black, and pixels outside the field
+of view dark grey. Class maps with more than two classes use `PALETTE` (class 0 black)
+and the error panel shows correct pixels in their class colour at half brightness and
+wrong ones red.
+
+`save_curve_png` draws training curves (axes, ticks, legend) for the training loop.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+CAPTION_HEIGHT = 14
+PANEL_GAP = 4
+TP_COLOUR, FP_COLOUR, FN_COLOUR, TN_COLOUR = (255, 255, 255), (230, 30, 30), (40, 90, 255), (0, 0, 0)
+OUTSIDE_FOV_COLOUR = (48, 48, 48)
+WRONG_COLOUR = (230, 30, 30)
+PALETTE = np.array([
+    (0, 0, 0), (31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (140, 86, 75),
+    (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (255, 255, 255),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (197, 176, 213), (196, 156, 148),
+], np.uint8)
+CURVE_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                 (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+
+Series = Union[Sequence[float], tuple[Sequence[float], Sequence[float]]]
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) from uint8 or [0, 1] float images with 1 or 3 channels."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f'image must be (H, W), (H, W, 1) or (H, W, 3), got shape {image.shape}')
+    if image.dtype != np.uint8:
+        image = np.clip(np.nan_to_num(image.astype(np.float64)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return image
+
+
+def _colour_classes(classmap: np.ndarray, binary: bool) -> np.ndarray:
+    if binary:
+        return np.where(classmap[..., None] > 0, np.uint8(255), np.uint8(0)).repeat(3, axis=-1)
+    return PALETTE[np.asarray(classmap) % len(PALETTE)]
+
+
+def _error_panel(label: np.ndarray, pred: np.ndarray, fov: np.ndarray | None, binary: bool) -> np.ndarray:
+    if binary:
+        truth, guess = label > 0, pred > 0
+        panel = np.zeros(label.shape + (3,), np.uint8)
+        for where, colour in (((truth & guess), TP_COLOUR), ((~truth & guess), FP_COLOUR),
+                              ((truth & ~guess), FN_COLOUR), ((~truth & ~guess), TN_COLOUR)):
+            panel[where] = colour
+    else:
+        panel = (_colour_classes(label, binary=False) // 2).astype(np.uint8)
+        panel[label != pred] = WRONG_COLOUR
+    if fov is not None:
+        panel[~np.asarray(fov, bool)] = OUTSIDE_FOV_COLOUR
+    return panel
+
+
+def _probability_panel(probs: np.ndarray) -> np.ndarray:
+    probs = np.asarray(probs, np.float32)
+    if probs.ndim == 3:
+        probs = probs[..., 0] if probs.shape[-1] == 1 else (
+            probs[..., 1] if probs.shape[-1] == 2 else probs.max(axis=-1))
+    return _as_rgb(np.clip(probs, 0.0, 1.0))
+
+
+def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarray, pred: np.ndarray,
+                           probs: np.ndarray | None = None, fov: np.ndarray | None = None) -> None:
+    """PNG panel: image | ground truth | prediction | errors [| foreground or max probability]."""
+    rgb = _as_rgb(image)
+    label, pred = np.asarray(label), np.asarray(pred)
+    shape = rgb.shape[:2]
+    for name, array in (('label', label), ('pred', pred), ('fov', fov)):
+        if array is not None and np.shape(array) != shape:
+            raise ValueError(f'{name} has shape {np.shape(array)}, expected the image size {shape}')
+    if probs is not None and np.shape(probs)[:2] != shape:
+        raise ValueError(f'probs has shape {np.shape(probs)}, expected {shape} (+ channels)')
+    binary = max(int(label.max(initial=0)), int(pred.max(initial=0))) <= 1
+    panels = [('image', rgb), ('ground truth', _colour_classes(label, binary)),
+              ('prediction', _colour_classes(pred, binary)),
+              ('errors', _error_panel(label, pred, fov, binary))]
+    if probs is not None:
+        panels.append(('probability', _probability_panel(probs)))
+    height, width = shape
+    figure = Image.new('RGB', (len(panels) * width + (len(panels) - 1) * PANEL_GAP,
+                               height + CAPTION_HEIGHT), (255, 255, 255))
+    draw = ImageDraw.Draw(figure)
+    font = ImageFont.load_default()
+    for index, (caption, panel) in enumerate(panels):
+        left = index * (width + PANEL_GAP)
+        figure.paste(Image.fromarray(panel), (left, CAPTION_HEIGHT))
+        draw.text((left + 2, 1), caption, fill=(0, 0, 0), font=font)
+    figure.save(path, format='PNG')
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About ``count`` round tick values (1, 2, 5 x 10^k steps) covering [low, high]."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f'tick range must be finite, got [{low}, {high}]')
+    if high <= low:
+        return [low]
+    raw = (high - low) / max(count, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(low / step - 1e-9) * step
+    ticks, value = [], first
+    while value <= high + 1e-9 * step:
+        ticks.append(0.0 if abs(value) < 1e-12 * step else value)
+        value += step
+    return ticks
+
+
+def _series_points(steps: Sequence[float], series: Series) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(series, tuple) and len(series) == 2 and np.ndim(series[0]) == 1:
+        xs, ys = series
+    else:
+        xs, ys = steps, series
+    xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+    if xs.shape != ys.shape:
+        raise ValueError(f'a curve needs one value per step, got {xs.size} steps and {ys.size} values')
+    return xs, ys
+
+
+def save_curve_png(path: str | Path, steps: Sequence[float], values_by_name: Mapping[str, Series], *,
+                   size: tuple[int, int] = (640, 400), title: str | None = None,
+                   log_y: bool = False, x_label: str = 'step') -> None:
+    """Line plot of named curves (values aligned with ``steps``, or their own (steps, values))."""
+    curves = {name: _series_points(steps, series) for name, series in values_by_name.items()}
+    if not curves:
+        raise ValueError('save_curve_png needs at least one curve')
+    keep = {name: (np.isfinite(xs) & np.isfinite(ys) & ((ys > 0) if log_y else True))
+            for name, (xs, ys) in curves.items()}
+    all_x = np.concatenate([xs[keep[n]] for n, (xs, _) in curves.items()])
+    all_y = np.concatenate([ys[keep[n]] for n, (_, ys) in curves.items()])
+    if all_x.size == 0:
+        raise ValueError('no finite points to plot' + (' (log_y needs positive values)' if log_y else ''))
+    transform = np.log10 if log_y else (lambda v: v)
+    x_low, x_high = float(all_x.min()), float(all_x.max())
+    y_low, y_high = float(transform(all_y).min()), float(transform(all_y).max())
+    if x_high == x_low:
+        x_low, x_high = x_low - 1.0, x_high + 1.0
+    if y_high == y_low:
+        y_low, y_high = y_low - 0.5, y_high + 0.5
+    margin = 0.05 * (y_high - y_low)
+    y_low, y_high = y_low - margin, y_high + margin
+
+    width, height = size
+    left, right, top, bottom = 64, 16, 28, 40
+    figure = Image.new('RGB', (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(figure)
+    font = ImageFont.load_default()
+
+    def to_pixel(x: float, y: float) -> tuple[float, float]:
+        px = left + (x - x_low) / (x_high - x_low) * (width - left - right)
+        py = height - bottom - (y - y_low) / (y_high - y_low) * (height - top - bottom)
+        return px, py
+
+    draw.rectangle((left, top, width - right, height - bottom), outline=(0, 0, 0))
+    for tick in nice_ticks(x_low, x_high):
+        px, _ = to_pixel(tick, y_low)
+        draw.line((px, height - bottom, px, height - bottom + 4), fill=(0, 0, 0))
+        draw.text((px - 10, height - bottom + 6), f'{tick:g}', fill=(0, 0, 0), font=font)
+    for tick in nice_ticks(y_low, y_high):
+        if not y_low <= tick <= y_high:
+            continue
+        _, py = to_pixel(x_low, tick)
+        draw.line((left - 4, py, left, py), fill=(0, 0, 0))
+        draw.line((left + 1, py, width - right - 1, py), fill=(230, 230, 230))
+        text = f'{10.0 ** tick:.3g}' if log_y else f'{tick:.4g}'
+        draw.text((2, py - 5), text, fill=(0, 0, 0), font=font)
+    draw.text(((width - left - right) // 2 + left - 10, height - 14), x_label, fill=(0, 0, 0), font=font)
+    if title:
+        draw.text((left, 8), title, fill=(0, 0, 0), font=font)
+
+    for index, (name, (xs, ys)) in enumerate(curves.items()):
+        colour = CURVE_COLOURS[index % len(CURVE_COLOURS)]
+        valid = keep[name]
+        # Split into runs of valid points so gaps (NaN) are not bridged.
+        breaks = np.flatnonzero(np.diff(valid.astype(np.int8)) != 0) + 1
+        for run in np.split(np.arange(xs.size), breaks):
+            if run.size == 0 or not valid[run[0]]:
+                continue
+            points = [to_pixel(float(xs[i]), float(transform(ys[i]))) for i in run]
+            if len(points) == 1:
+                x, y = points[0]
+                draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
+            else:
+                draw.line(points, fill=colour, width=2)
+        legend_y = top + 6 + 12 * index
+        draw.line((width - right - 120, legend_y + 5, width - right - 100, legend_y + 5), fill=colour, width=2)
+        draw.text((width - right - 96, legend_y), name, fill=(0, 0, 0), font=font)
+    figure.save(path, format='PNG')

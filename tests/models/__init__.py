@@ -1,0 +1,1 @@
+"""Model and converter tests (parity with PyTorch, shapes, training sanity)."""
