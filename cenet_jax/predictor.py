@@ -7,12 +7,11 @@ import functools
 from typing import Any, Iterable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 from jax.sharding import Mesh
 
-from cenet_jax.inference import predict_probs
+from cenet_jax.inference import predict_probs, resize_probs
 from cenet_jax.training.parallel import batch_sharding, replicated
 
 
@@ -56,14 +55,6 @@ class BatchPredictor:
         return jax.make_array_from_process_local_data(batch_sharding(self.mesh), rows)
 
 
-def resize_to(probs: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of one (h, w, K) probability map to (height, width, K)."""
-    if probs.shape[:2] == (height, width):
-        return probs
-    out = jax.image.resize(jnp.asarray(probs), (height, width, probs.shape[-1]), 'bilinear')
-    return np.asarray(out)
-
-
 def predict_records(predictor: BatchPredictor, variables: Any,
                     records: Iterable[dict[str, Any]]) -> Iterable[tuple[dict[str, Any], np.ndarray]]:
     """(record, probabilities at the record's original size) in record order; records carry
@@ -72,7 +63,7 @@ def predict_records(predictor: BatchPredictor, variables: Any,
         probs = predictor(variables, np.stack([r['model_image'] for r in group]))
         for record, p in zip(group, probs):
             h, w = record['label'].shape[:2] if 'label' in record else record['image'].shape[:2]
-            yield record, resize_to(p, h, w)
+            yield record, np.asarray(resize_probs(p, (h, w)))
 
 
 def iterate_in_groups(items: Iterable[Any], size: int) -> Iterable[list[Any]]:

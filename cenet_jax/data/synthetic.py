@@ -108,8 +108,8 @@ def _draw_vessel_tree(rng: np.random.Generator, mask: ImageDraw.ImageDraw, darkn
     hard mask (the label) and as darkness (the contrast) images.
     """
     step = max(1.0, 0.022 * size)
-    min_width = max(0.7, 0.002 * size)
-    stack = [(start[0], start[1], angle, 0.017 * size * rng.uniform(0.8, 1.2), rng.uniform(0.45, 0.75),
+    min_width = max(0.5, 0.002 * size)  # vessels end when thinner (1-px lines at small sizes)
+    stack = [(start[0], start[1], angle, 0.017 * size * rng.uniform(0.8, 1.2), rng.uniform(0.55, 0.85),
               curvature, 0) for angle, curvature in trunks]
     while stack:
         x, y, angle, width, contrast, curvature, depth = stack.pop()
@@ -147,7 +147,10 @@ def _render_vessels(rng: np.random.Generator, fundus: _Fundus, disc_center: tupl
     _draw_vessel_tree(rng, ImageDraw.Draw(mask_image), ImageDraw.Draw(dark_image),
                       (disc_center[1], disc_center[0]), trunks, min(height, width), fundus.center,
                       fundus.radius)
-    darkness = np.asarray(dark_image.filter(ImageFilter.GaussianBlur(0.6)), np.float32) / 255.0
+    edge_blur = 0.6 * min(height, width) / 448  # soft vessel walls at full size, crisp 1-px vessels when small
+    if edge_blur >= 0.25:
+        dark_image = dark_image.filter(ImageFilter.GaussianBlur(edge_blur))
+    darkness = np.asarray(dark_image, np.float32) / 255.0
     attenuation = np.array([0.42, 0.72, 0.62], np.float32)
     fundus.rgb *= 1.0 - darkness[:, :, None] * attenuation
     return np.asarray(mask_image) > 0

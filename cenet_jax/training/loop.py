@@ -56,15 +56,6 @@ def make_loss_fn(loss_cfg: ml_collections.ConfigDict):
                              reduction=loss_cfg.reduction)
 
 
-def load_pretrained(variables: dict[str, Any], path: str) -> dict[str, Any]:
-    """Fill `variables` from a converted file: an encoder-only file (torchvision) replaces the
-    encoder subtree, a full CE-Net file replaces everything (shapes checked)."""
-    loaded = convert.load_variables(path)
-    if 'encoder' in loaded['params'] and len(loaded['params']) > 1:
-        return convert.check_same_structure(variables, loaded, source=path)
-    return convert.merge_pretrained_encoder(variables, loaded)
-
-
 def initial_state(model: nn.Module, config: ml_collections.ConfigDict, tx, mesh) -> TrainState:
     """Random (or pretrained) variables and fresh optimizer state, replicated on the mesh."""
     init_rng, state_rng = jax.random.split(jax.random.key(config.seed))
@@ -74,7 +65,8 @@ def initial_state(model: nn.Module, config: ml_collections.ConfigDict, tx, mesh)
     variables = init(init_rng, dummy)
     if config.model.pretrained:
         host = jax.device_get(variables)
-        variables = parallel.replicate(load_pretrained(host, config.model.pretrained), mesh)
+        variables = parallel.replicate(convert.restore_pretrained(host, config.model.pretrained),
+                                      mesh)
         log.info('initialised from %s', config.model.pretrained)
     make = jax.jit(functools.partial(create_train_state, tx=tx),
                    out_shardings=parallel.replicated(mesh))
@@ -161,8 +153,13 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == 'max' else value < best
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
-    """Train (resuming if the workdir has checkpoints); returns the final state."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
+                       stop_at_step: int | None = None) -> TrainState:
+    """Train (resuming if the workdir has checkpoints); returns the final state.
+
+    `stop_at_step` ends this run early (with a checkpoint) without changing the schedule, as a
+    pre-emption would: for time-limited jobs and for testing resumption.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     primary = jax.process_index() == 0
@@ -249,12 +246,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                     ckpt.save(step, state, None, {'step': step, **summary,
                                                   config.best_metric: best_value}, best=True)
                 logger.start_clock(step)
-            if step % config.checkpoint_every_steps == 0 or last or preemption.requested:
+            stop = preemption.requested or step == stop_at_step
+            if step % config.checkpoint_every_steps == 0 or last or stop:
                 _drain(pending, ckpt)
                 ckpt.save(step, state, train_iter, {'step': step})
-            if preemption.requested:
-                log.warning('stopped at step %d after SIGTERM; rerun the same command to resume',
-                            step)
+            if stop:
+                log.warning('stopped at step %d (%s); rerun the same command to resume', step,
+                            'SIGTERM' if preemption.requested else 'stop_at_step')
                 break
     _drain(pending, ckpt)
     ckpt.close()

@@ -1,0 +1,172 @@
+"""What eval.py does: load a trained or converted model, score a split with the task's metrics
+(tables, metrics.json, per-image CSV, PNG figures), or predict masks for a folder of images."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import linen as nn
+from PIL import Image
+
+from cenet_jax import convert
+from cenet_jax.checkpoint import Checkpoints
+from cenet_jax.data import pipeline
+from cenet_jax.data.decode import read_image
+from cenet_jax.data.errors import DataError
+from cenet_jax.data.transforms import model_image, normalize
+from cenet_jax.evaluation import (TASKS, evaluate_records, format_table, write_metrics_json,
+                                  write_per_image_csv)
+from cenet_jax.inference import predict_full_image
+from cenet_jax.losses import predict_classes
+from cenet_jax.models import build_model
+from cenet_jax.predictor import BatchPredictor, predict_records
+from cenet_jax.training import parallel
+from cenet_jax.training.loop import initial_state
+from cenet_jax.training.state import make_optimizer
+
+log = logging.getLogger('cenet_jax')
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.gif', '.bmp', '.npy')
+
+
+def load_variables_for_eval(config: ml_collections.ConfigDict, mesh, *, workdir: str | Path | None,
+                            checkpoint: str = 'best', weights: str | None = None
+                            ) -> tuple[nn.Module, Any, str]:
+    """(model, variables on the mesh, where they came from): from a converted weights file, or
+    from the workdir's best / latest / numbered checkpoint."""
+    model = build_model(config.model)
+    template = initial_state(model, config, make_optimizer(config.optim, 1), mesh)
+    if weights:
+        if convert.read_metadata(weights).get('kind') == 'encoder':
+            raise convert.ConversionError(
+                f'{weights} holds only encoder weights (an ImageNet ResNet); evaluation needs a '
+                'whole trained network: a workdir checkpoint or a converted CE-Net file.')
+        host = jax.device_get(template.variables)
+        return model, parallel.replicate(convert.restore_pretrained(host, weights), mesh), weights
+    if workdir is None:
+        raise ValueError('pass --workdir (a training run) or --weights (a converted file)')
+    ckpt = Checkpoints(workdir, async_save=False)
+    try:
+        best = checkpoint == 'best'
+        manager = ckpt.best if best else ckpt.latest
+        step = None if checkpoint in ('best', 'latest') else int(checkpoint)
+        if best and manager.latest_step() is None and ckpt.latest_step() is not None:
+            log.warning('no best checkpoint in %s (no validation ran); using the latest', workdir)
+            best, manager = False, ckpt.latest
+        if manager.latest_step() is None:
+            raise FileNotFoundError(
+                f'no checkpoints in {Path(workdir) / "checkpoints"}: train first '
+                f'(python train.py --config ... --workdir {workdir}) or pass --weights FILE')
+        available = manager.all_steps()
+        if step is not None and step not in available:
+            raise FileNotFoundError(f'no checkpoint at step {step} in {manager.directory}; '
+                                    f'available: {sorted(available)}')
+        state, meta = ckpt.restore(template, step=step, best=best)
+        source = f'{manager.directory} step {int(state.step)}'
+    finally:
+        ckpt.close()
+    return model, state.variables, source
+
+
+def _sliding_probs(predictor: BatchPredictor, variables: Any, record: dict[str, Any],
+                   data_cfg: ml_collections.ConfigDict, overlap: float) -> np.ndarray:
+    image = normalize(record['image'], str(data_cfg.normalization), str(data_cfg.channel_order))
+    return np.asarray(predict_full_image(
+        lambda windows: predictor(variables, np.asarray(windows)), image,
+        model_size=tuple(data_cfg.image_size), mode='sliding', overlap=overlap))
+
+
+def record_probabilities(predictor: BatchPredictor, variables: Any, records,
+                         config: ml_collections.ConfigDict):
+    """(record, probabilities at the record's size) for every record, by `config.eval.mode`."""
+    if config.eval.mode == 'resize':
+        yield from predict_records(predictor, variables, records)
+    elif config.eval.mode == 'sliding':
+        for record in records:
+            yield record, _sliding_probs(predictor, variables, record, config.data,
+                                         float(config.eval.window_overlap))
+    else:
+        raise ValueError(f"config.eval.mode must be 'resize' or 'sliding', got {config.eval.mode!r}")
+
+
+def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variables: Any, mesh,
+                   out_dir: str | Path, *, split: str, tta: str, source: str = '') -> str:
+    """Score `split`; write metrics.json, per_image.csv and figures/ under `out_dir`; return
+    the paper-style table (also written as table.txt)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = pipeline.build_eval_records(config.data, split)
+    predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
+                               batch_size=config.eval.batch_size)
+    predicted = dict((r['id'], p) for r, p in
+                     record_probabilities(predictor, variables, records, config))
+    paper_key = config.eval.paper_key or None
+    primary = jax.process_index() == 0
+    result = evaluate_records(
+        records, lambda r: predicted[r['id']], task=config.eval.task, paper_key=paper_key,
+        threshold=float(config.eval.threshold),
+        figure_dir=out_dir / 'figures' if primary and config.eval.max_figures != 0 else None,
+        extra_settings={'split': split, 'tta': tta, 'mode': config.eval.mode, 'source': source})
+    table = format_table(result)
+    if primary:
+        write_metrics_json(result, out_dir / 'metrics.json')
+        write_per_image_csv(result, out_dir / 'per_image.csv')
+        (out_dir / 'table.txt').write_text(table + '\n')
+    return table
+
+
+def list_images(input_dir: str | Path) -> list[Path]:
+    """Image files of a folder (sorted); a clear error for a missing or empty folder."""
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise DataError(f'--input {folder}: not a folder')
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f'--input {folder}: no images ({", ".join(IMAGE_SUFFIXES)}) found')
+    return files
+
+
+def predict_folder(config: ml_collections.ConfigDict, model: nn.Module, variables: Any, mesh,
+                   input_dir: str | Path, output_dir: str | Path, *, tta: str) -> list[Path]:
+    """Predict a mask PNG (binary: 0/255; multi-class: class index) for every image of a folder."""
+    files = list_images(input_dir)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
+                               batch_size=config.eval.batch_size)
+    hw = tuple(config.data.image_size)
+
+    def records():
+        for path in files:
+            try:
+                image = read_image(path, high_bit_depth=str(config.data.high_bit_depth))
+            except DataError:
+                raise
+            except Exception as err:  # PIL's many error types: name the file
+                raise DataError(f'{path}: cannot read this image ({err})') from err
+            yield {'id': path.stem, 'image': image,
+                   'model_image': model_image(image, hw, str(config.data.normalization),
+                                              str(config.data.channel_order))}
+
+    written = []
+    for record, probs in record_probabilities(predictor, variables, records(), config):
+        classes = np.asarray(predict_classes(probs, threshold=float(config.eval.threshold)))
+        mask = (classes * 255).astype(np.uint8) if probs.shape[-1] == 1 else classes.astype(np.uint8)
+        path = out / f'{record["id"]}.png'
+        if jax.process_index() == 0:
+            Image.fromarray(mask).save(path)
+        written.append(path)
+    return written
+
+
+def default_output_dir(workdir: str | Path | None, weights: str | None, split: str, tta: str) -> Path:
+    """`<workdir>/eval/<split>_tta-<mode>`, or next to the weights file."""
+    base = Path(workdir) if workdir else Path(weights).with_suffix('')
+    return base / 'eval' / f'{split}_tta-{tta}'
+
+
+def known_tasks() -> list[str]:
+    return sorted(TASKS)

@@ -1,0 +1,63 @@
+"""Evaluate CE-Net: `python eval.py --config configs/drive.py --workdir runs/drive`.
+
+Restores the best checkpoint of the workdir (or --checkpoint latest|STEP, or converted
+--weights FILE), scores the test split with test-time augmentation, prints the paper-style
+table and writes metrics.json, per_image.csv and one PNG per image. With --input DIR
+--output DIR it predicts mask PNGs for a folder of new images instead.
+"""
+from __future__ import annotations
+
+import logging
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from cenet_jax.training.parallel import maybe_initialize_distributed
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Config file used for training.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Training workdir whose checkpoints to evaluate.')
+flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
+flags.DEFINE_string('weights', None, 'Converted weights file (python -m cenet_jax.convert ...) '
+                    'instead of a workdir checkpoint.')
+flags.DEFINE_string('split', None, 'Split to score (default: config.eval.split).')
+flags.DEFINE_enum('tta', None, ['d8', 'flips', 'none'], 'Test-time augmentation '
+                  '(default: config.eval.tta).')
+flags.DEFINE_string('output_dir', None, 'Where results go (default: <workdir>/eval/<split>_tta-<mode>).')
+flags.DEFINE_string('input', None, 'Predict masks for the images of this folder (no labels).')
+flags.DEFINE_string('output', None, 'With --input: folder for the predicted mask PNGs.')
+flags.mark_flag_as_required('config')
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', datefmt='%H:%M:%S')
+    config = FLAGS.config
+    maybe_initialize_distributed(config.distributed)
+    from cenet_jax import eval_lib
+    from cenet_jax.training import parallel
+
+    if bool(FLAGS.input) != bool(FLAGS.output):
+        raise app.UsageError('--input and --output go together')
+    if not FLAGS.workdir and not FLAGS.weights:
+        raise app.UsageError('pass --workdir (a training run) or --weights (a converted file)')
+    mesh = parallel.make_mesh()
+    model, variables, source = eval_lib.load_variables_for_eval(
+        config, mesh, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint, weights=FLAGS.weights)
+    tta = FLAGS.tta or config.eval.tta
+    if FLAGS.input:
+        written = eval_lib.predict_folder(config, model, variables, mesh, FLAGS.input,
+                                          FLAGS.output, tta=tta)
+        print(f'wrote {len(written)} masks to {FLAGS.output} (model: {source}, TTA {tta})')
+        return
+    split = FLAGS.split or config.eval.split
+    out_dir = FLAGS.output_dir or eval_lib.default_output_dir(FLAGS.workdir, FLAGS.weights,
+                                                              split, tta)
+    table = eval_lib.evaluate_split(config, model, variables, mesh, out_dir, split=split,
+                                    tta=tta, source=source)
+    print(f'model: {source}\nsplit: {split}, TTA: {tta}\n{table}\nresults in {out_dir}')
+
+
+if __name__ == '__main__':
+    app.run(main)

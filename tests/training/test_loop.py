@@ -1,0 +1,169 @@
+"""The training loop: learning, exact resume, SIGTERM, NaN stop, config errors, eval.py."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from cenet_jax.checkpoint import Checkpoints
+from cenet_jax.data.errors import DataError
+from cenet_jax.logging import read_metrics
+from cenet_jax.training import loop
+from configs import drive
+from tests.training.conftest import tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _leaves(state):
+    return [np.asarray(x) for x in jax.tree.leaves(jax.device_get((state.params, state.batch_stats,
+                                                                    state.opt_state)))]
+
+
+@pytest.fixture(scope='module')
+def trained_demo(tmp_path_factory):
+    """A demo-size run with validation: 80 steps of batch 8 on synthetic discs."""
+    workdir = tmp_path_factory.mktemp('demo')
+    config = tiny_config(batch_size=8, num_train_steps=80, eval_every_steps=40,
+                         checkpoint_every_steps=40, log_every_steps=10)
+    config.data.synthetic.num_train = 160
+    config.data.synthetic.num_val = 8
+    state = loop.train_and_evaluate(config, workdir)
+    return workdir, config, state
+
+
+def test_demo_training_lowers_loss_and_beats_chance(trained_demo):
+    workdir, config, state = trained_demo
+    assert int(state.step) == 80
+    records = read_metrics(workdir / 'metrics.jsonl')
+    losses = [r['train_loss'] for r in records if 'train_loss' in r]
+    assert np.mean(losses[-2:]) < losses[0] - 0.1, losses
+    val = [r for r in records if 'val_dice' in r][-1]
+    # Chance: a predictor independent of the image has expected dice <= the disc's prevalence
+    # (about 5 % of the pixels); all-background has dice 0.
+    assert val['val_dice'] > 0.5, val
+    for name in ('config.json', 'curves.png'):
+        assert (workdir / name).exists(), name
+    assert list((workdir / 'samples').glob('step0000080_*.png'))
+    assert list((workdir / 'tensorboard').iterdir())
+    assert all(k in records[0] for k in ('step', 'train_loss', 'lr', 'images_per_sec'))
+    ckpt = Checkpoints(workdir)
+    assert ckpt.latest_step() == 80 and ckpt.best.latest_step() in (40, 80)
+    ckpt.close()
+
+
+def test_eval_cli_end_to_end(trained_demo, tmp_path):
+    workdir, _, _ = trained_demo
+    out = tmp_path / 'eval'
+    overrides = ['--config.model.encoder_depth=18', "--config.model.context=('dac',)",
+                 '--config.data.synthetic.num_test=3']
+    cmd = [sys.executable, 'eval.py', '--config', 'configs/demo.py', '--workdir', str(workdir),
+           '--output_dir', str(out), '--tta', 'd8'] + overrides
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert 'CE-Net (paper)' in run.stdout and 'ours' in run.stdout
+    summary = json.loads((out / 'metrics.json').read_text())
+    assert summary['num_images'] == 3 and summary['settings']['tta'] == 'd8'
+    assert len((out / 'per_image.csv').read_text().strip().splitlines()) == 4
+    assert len(list((out / 'figures').glob('*.png'))) == 3
+
+    images = tmp_path / 'new_images'
+    images.mkdir()
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(images / f'{i}.png')
+    masks = tmp_path / 'masks'
+    run = subprocess.run(cmd[:6] + ['--input', str(images), '--output', str(masks)] + overrides,
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    written = sorted(masks.glob('*.png'))
+    assert [p.name for p in written] == ['0.png', '1.png']
+    assert np.asarray(Image.open(written[0])).shape == (70, 90)
+
+
+def test_eval_without_checkpoints_is_a_clear_error(tmp_path):
+    run = subprocess.run([sys.executable, 'eval.py', '--config', 'configs/demo.py',
+                          '--workdir', str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode != 0
+    assert 'no checkpoints' in run.stderr and 'train first' in run.stderr
+
+
+def test_resume_is_bit_identical(tmp_path):
+    config = tiny_config()
+    straight = loop.train_and_evaluate(config, tmp_path / 'straight')
+    first = loop.train_and_evaluate(config, tmp_path / 'resumed', stop_at_step=3)
+    assert int(first.step) == 3
+    resumed = loop.train_and_evaluate(config, tmp_path / 'resumed')
+    assert int(resumed.step) == int(straight.step) == 6
+    for a, b in zip(_leaves(straight), _leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+    losses = lambda d: [r['train_loss'] for r in read_metrics(d / 'metrics.jsonl')]
+    assert losses(tmp_path / 'straight') == losses(tmp_path / 'resumed')
+
+
+def test_sigterm_saves_and_exits(tmp_path, monkeypatch):
+    calls = {'n': 0}
+    real = loop.parallel.global_batch
+
+    def batch_then_sigterm(local, mesh):
+        calls['n'] += 1
+        if calls['n'] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(local, mesh)
+
+    monkeypatch.setattr(loop.parallel, 'global_batch', batch_then_sigterm)
+    state = loop.train_and_evaluate(tiny_config(checkpoint_every_steps=100), tmp_path)
+    assert int(state.step) == 2
+    ckpt = Checkpoints(tmp_path)
+    assert ckpt.latest_step() == 2
+    ckpt.close()
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    calls = {'n': 0}
+    real = loop.parallel.global_batch
+
+    def poisoned(local, mesh):
+        calls['n'] += 1
+        if calls['n'] == 5:
+            local = {**local, 'image': np.full_like(local['image'], np.nan)}
+        return real(local, mesh)
+
+    monkeypatch.setattr(loop.parallel, 'global_batch', poisoned)
+    with pytest.raises(loop.NonFiniteLossError, match='at step 5') as err:
+        loop.train_and_evaluate(tiny_config(checkpoint_every_steps=2), tmp_path)
+    assert 'step 4' in str(err.value)
+    ckpt = Checkpoints(tmp_path)
+    assert ckpt.latest_step() == 4
+    ckpt.close()
+
+
+def test_missing_data_path_names_the_flag(tmp_path):
+    with pytest.raises(DataError, match=r'--config\.data\.root'):
+        loop.train_and_evaluate(drive.get_config(), tmp_path)
+
+
+def test_batch_not_divisible_by_devices(tmp_path):
+    with pytest.raises(ValueError, match='multiple of the number of devices'):
+        loop.train_and_evaluate(tiny_config(batch_size=6), tmp_path)
+
+
+def test_unknown_config_key_is_rejected(tmp_path):
+    run = subprocess.run([sys.executable, 'train.py', '--config', 'configs/demo.py',
+                          '--workdir', str(tmp_path), '--config.optim.learning_rate=0.1'],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert 'learning_rate' in run.stderr
+
+
+def test_unknown_best_metric_is_rejected(tmp_path):
+    config = tiny_config(num_train_steps=1, eval_every_steps=1, best_metric='accuracy')
+    with pytest.raises(KeyError, match='best_metric'):
+        loop.train_and_evaluate(config, tmp_path)
