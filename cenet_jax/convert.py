@@ -314,9 +314,10 @@ def convert_reference(state_dict: Mapping[str, Any], model_config: Mapping[str, 
     unet = cfg['architecture'] == 'unet'
     guess = infer_reference_variant(state_dict)
     hint = (f'The checkpoint looks like variant {guess!r} with num_classes='
-            f'{reference_num_classes(state_dict)} (reference DAC with and without atrous '
-            'convolution store the same tensors); pass the model config that matches it.'
+            f'{reference_num_classes(state_dict)}; pass the model config that matches it.'
             if guess else '')
+    if guess in ('cenet', 'backbone_dac'):
+        hint += " (A DAC without atrous convolution, 'dac_no_atrous', stores the same tensors.)"
     if not unet and not cfg.get('dac_shared', True) and 'dac' in tuple(cfg['context']):
         hint += ' The reference code only has the shared DAC (model.dac_shared=True).'
     return fill_variables(expected, state_dict,

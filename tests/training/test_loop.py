@@ -27,10 +27,10 @@ def _leaves(state):
 
 @pytest.fixture(scope='module')
 def trained_demo(tmp_path_factory):
-    """A demo-size run with validation: 80 steps of batch 8 on synthetic discs."""
+    """A demo-size run with validation: 50 steps of batch 4 on synthetic discs."""
     workdir = tmp_path_factory.mktemp('demo')
-    config = tiny_config(batch_size=8, num_train_steps=80, eval_every_steps=40,
-                         checkpoint_every_steps=40, log_every_steps=10)
+    config = tiny_config(batch_size=4, num_train_steps=50, eval_every_steps=25,
+                         checkpoint_every_steps=25, log_every_steps=10)
     config.data.synthetic.num_train = 160
     config.data.synthetic.num_val = 8
     state = loop.train_and_evaluate(config, workdir)
@@ -39,7 +39,7 @@ def trained_demo(tmp_path_factory):
 
 def test_demo_training_lowers_loss_and_beats_chance(trained_demo):
     workdir, config, state = trained_demo
-    assert int(state.step) == 80
+    assert int(state.step) == 50
     records = read_metrics(workdir / 'metrics.jsonl')
     losses = [r['train_loss'] for r in records if 'train_loss' in r]
     assert np.mean(losses[-2:]) < losses[0] - 0.1, losses
@@ -49,11 +49,11 @@ def test_demo_training_lowers_loss_and_beats_chance(trained_demo):
     assert val['val_dice'] > 0.5, val
     for name in ('config.json', 'curves.png'):
         assert (workdir / name).exists(), name
-    assert list((workdir / 'samples').glob('step0000080_*.png'))
+    assert list((workdir / 'samples').glob('step0000050_*.png'))
     assert list((workdir / 'tensorboard').iterdir())
     assert all(k in records[0] for k in ('step', 'train_loss', 'lr', 'images_per_sec'))
     ckpt = Checkpoints(workdir)
-    assert ckpt.latest_step() == 80 and ckpt.best.latest_step() in (40, 80)
+    assert ckpt.latest_step() == 50 and ckpt.best.latest_step() in (25, 50)
     ckpt.close()
 
 

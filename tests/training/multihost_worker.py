@@ -1,0 +1,29 @@
+"""One process of the two-process (multi-host) training test; run by test_multihost.py.
+
+usage: python -m tests.training.multihost_worker PORT PROCESS_ID WORKDIR OUT.npz
+"""
+import sys
+
+
+def main(port: str, process_id: str, workdir: str, out: str) -> None:
+    import jax
+    jax.config.update('jax_platforms', 'cpu')
+    jax.config.update('jax_num_cpu_devices', 2)
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    from cenet_jax.training.parallel import maybe_initialize_distributed
+    maybe_initialize_distributed('auto', f'localhost:{port}', 2, int(process_id))
+    assert jax.process_count() == 2 and jax.device_count() == 4
+
+    import numpy as np
+    from cenet_jax.training import loop
+    from tests.training.conftest import tiny_config
+
+    state = loop.train_and_evaluate(tiny_config(num_train_steps=3, checkpoint_every_steps=3),
+                                    workdir)
+    leaves = jax.tree.leaves(state.params)
+    host = [np.asarray(x.addressable_data(0)) for x in leaves]  # replicated: any shard is all
+    np.savez(out, step=int(state.step), **{f'p{i}': v for i, v in enumerate(host)})
+
+
+if __name__ == '__main__':
+    main(*sys.argv[1:])
