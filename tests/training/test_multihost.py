@@ -1,11 +1,10 @@
 """Two processes on localhost (jax.distributed with a local coordinator, gloo collectives)
 train a few steps together and end with the same parameters."""
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
-
-import socket
 
 import numpy as np
 
