@@ -99,8 +99,9 @@ def main() -> None:
 
     dataset, cfg = bench_config(args.dataset, args.image_size)
     cfg.read_threads = args.read_threads
+    why = 'DRIVE not found' if not DRIVE.is_dir() else 'chosen with --dataset synthetic'
     print(f'dataset: {dataset}' + (f' ({DRIVE.resolve()}, 584x565 records)' if dataset == 'drive'
-                                   else ' (synthetic vessels generated at 584x565; DRIVE not found)'))
+                                   else f' (synthetic vessels generated at 584x565; {why})'))
     print(f'model input {args.image_size}x{args.image_size}, augmentation: flips + scale/shift warp + HSV on '
           f'every sample; {os.cpu_count()} CPU cores; GLIBC_TUNABLES={os.environ["GLIBC_TUNABLES"]}')
 
