@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from cenet_jax.training.parallel import maybe_initialize_distributed
@@ -32,7 +33,8 @@ flags.mark_flag_as_required('config')
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', datefmt='%H:%M:%S')
+    absl_logging.set_verbosity(absl_logging.WARNING)   # quiet library INFO logs (orbax, grain)
+    logging.getLogger('cenet_jax').setLevel(logging.INFO)
     config = FLAGS.config
     maybe_initialize_distributed(config.distributed)
     from cenet_jax import eval_lib

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from cenet_jax.training.parallel import maybe_initialize_distributed
@@ -26,7 +27,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', datefmt='%H:%M:%S')
+    absl_logging.set_verbosity(absl_logging.WARNING)   # quiet library INFO logs (orbax, grain)
+    logging.getLogger('cenet_jax').setLevel(logging.INFO)
     maybe_initialize_distributed(FLAGS.config.distributed, FLAGS.coordinator_address,
                                  FLAGS.num_processes, FLAGS.process_id)
     from cenet_jax.training.loop import train_and_evaluate  # after distributed init

@@ -79,6 +79,14 @@ def _probability_panel(probs: np.ndarray) -> np.ndarray:
     return _as_rgb(np.clip(probs, 0.0, 1.0))
 
 
+MIN_PANEL_SIZE = 192  # pixels; smaller images are enlarged (nearest) so they can be seen
+
+
+def panel_zoom(shape: tuple[int, int]) -> int:
+    """Integer factor that enlarges images smaller than MIN_PANEL_SIZE for viewing (else 1)."""
+    return max(1, -(-MIN_PANEL_SIZE // max(min(shape), 1)))
+
+
 def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarray, pred: np.ndarray,
                            probs: np.ndarray | None = None, fov: np.ndarray | None = None) -> None:
     """PNG panel: image | ground truth | prediction | errors [| foreground or max probability]."""
@@ -96,7 +104,10 @@ def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarra
               ('errors', _error_panel(label, pred, fov, binary))]
     if probs is not None:
         panels.append(('probability', _probability_panel(probs)))
-    height, width = shape
+    zoom = panel_zoom(shape)
+    if zoom > 1:
+        panels = [(c, np.repeat(np.repeat(p, zoom, axis=0), zoom, axis=1)) for c, p in panels]
+    height, width = shape[0] * zoom, shape[1] * zoom
     figure = Image.new('RGB', (len(panels) * width + (len(panels) - 1) * PANEL_GAP,
                                height + CAPTION_HEIGHT), (255, 255, 255))
     draw = ImageDraw.Draw(figure)

@@ -182,7 +182,8 @@ def test_bad_records_raise_clear_errors():
 def test_prediction_figures_have_the_documented_size(tmp_path):
     records = _binary_records(2)
     evaluation.evaluate_records(records, _noisy_binary, task='vessel', figure_dir=tmp_path / 'figs')
-    height, width = records[0]['label'].shape
+    zoom = figures.panel_zoom(records[0]['label'].shape)
+    height, width = (zoom * n for n in records[0]['label'].shape)
     with Image.open(tmp_path / 'figs' / 'img_0.png') as png:
         assert png.format == 'PNG'
         assert png.size == (5 * width + 4 * figures.PANEL_GAP, height + figures.CAPTION_HEIGHT)
@@ -191,8 +192,11 @@ def test_prediction_figures_have_the_documented_size(tmp_path):
     figures.save_prediction_figure(path, oct_record['image'], oct_record['label'], oct_record['label'])
     with Image.open(path) as png:
         pixels = np.asarray(png.convert('RGB'))
-        assert png.size == (4 * 20 + 3 * figures.PANEL_GAP, 48 + figures.CAPTION_HEIGHT)
-    ground_truth = pixels[figures.CAPTION_HEIGHT:, 20 + figures.PANEL_GAP:40 + figures.PANEL_GAP]
+        zoom = figures.panel_zoom((48, 20))
+        assert zoom == 10  # 20 px wide -> enlarged to 200 px
+        assert png.size == (4 * 20 * zoom + 3 * figures.PANEL_GAP, 48 * zoom + figures.CAPTION_HEIGHT)
+    w = 20 * zoom
+    ground_truth = pixels[figures.CAPTION_HEIGHT:, w + figures.PANEL_GAP:2 * w + figures.PANEL_GAP]
     assert len(np.unique(ground_truth.reshape(-1, 3), axis=0)) == 11  # one palette colour per class
 
 
