@@ -11,6 +11,8 @@ from typing import Any
 
 import ml_collections
 
+from cenet_jax.config_utils import update_fields
+
 from cenet_jax.data.labels import LabelSpec
 from cenet_jax.data.layouts import LayoutParams
 from cenet_jax.data.records import DecodeSpec
@@ -106,14 +108,7 @@ def apply_preset(cfg: ml_collections.ConfigDict, name: str) -> ml_collections.Co
     """Set `cfg.name` and the preset fields of dataset `name` on a data config (in place, returned)."""
     if name not in DATASET_PRESETS:
         raise ValueError(f'unknown dataset {name!r}; choose one of {DATASETS}')
-    with cfg.unlocked():
-        cfg.name = name
-        for key, value in DATASET_PRESETS[name].items():
-            node = cfg
-            *parents, leaf = key.split('.')
-            for parent in parents:
-                node = node[parent]
-            node[leaf] = value
+    update_fields(cfg, {'name': name, **DATASET_PRESETS[name]})
     return cfg
 
 

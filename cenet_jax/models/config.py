@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
+from cenet_jax.config_utils import update_fields
 from cenet_jax.models.cenet import CENet
 from cenet_jax.models.context import context_names, resolve_context_block
 from cenet_jax.models.unet import UNet
@@ -52,11 +53,7 @@ def apply_variant(cfg: ml_collections.ConfigDict, variant: str) -> ml_collection
     """Set the fields of a Table VI variant on a model config (in place, also returned)."""
     if variant not in VARIANTS:
         raise ValueError(f'unknown model variant {variant!r}; choose one of {sorted(VARIANTS)}')
-    with cfg.unlocked():
-        cfg.dac_atrous = True
-        for key, value in VARIANTS[variant].items():
-            setattr(cfg, key, value)
-    return cfg
+    return update_fields(cfg, {'dac_atrous': True, **VARIANTS[variant]})
 
 
 def _dtype(name: str) -> Any:

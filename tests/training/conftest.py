@@ -2,6 +2,7 @@
 import ml_collections
 import pytest
 
+from cenet_jax.config_utils import update_fields
 from configs import demo
 
 
@@ -21,13 +22,7 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
     config.data.synthetic.num_val = 4
     config.data.synthetic.num_test = 4
     config.optim.warmup_steps = 0
-    for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split('.')
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = value
-    return config
+    return update_fields(config, overrides)
 
 
 @pytest.fixture

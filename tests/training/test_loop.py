@@ -167,3 +167,27 @@ def test_unknown_best_metric_is_rejected(tmp_path):
     config = tiny_config(num_train_steps=1, eval_every_steps=1, best_metric='accuracy')
     with pytest.raises(KeyError, match='best_metric'):
         loop.train_and_evaluate(config, tmp_path)
+
+
+def test_pretrained_encoder_file_initialises_the_encoder(tmp_path):
+    from cenet_jax import convert
+    from cenet_jax.models import build_model
+    from cenet_jax.training import parallel
+    from cenet_jax.training.state import make_optimizer
+
+    config = tiny_config()
+    model = build_model(config.model)
+    mesh = parallel.make_mesh()
+    tx = make_optimizer(config.optim, 10)
+    random_state = loop.initial_state(model, config, tx, mesh)
+    variables = jax.device_get(random_state.variables)
+    encoder = {c: jax.tree.map(lambda x: np.asarray(x) + 1.0, variables[c]['encoder'])
+               for c in ('params', 'batch_stats')}
+    path = tmp_path / 'encoder.msgpack'
+    convert.save_variables(path, encoder, {'kind': 'encoder', 'source': 'test'})
+    config.model.pretrained = str(path)
+    state = jax.device_get(loop.initial_state(model, config, tx, mesh))
+    for a, b in zip(jax.tree.leaves(state.params['encoder']), jax.tree.leaves(encoder['params'])):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(state.params['dac']), jax.tree.leaves(variables['params']['dac'])):
+        np.testing.assert_array_equal(a, b)   # the rest keeps its random initialisation
