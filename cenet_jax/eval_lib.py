@@ -23,7 +23,7 @@ from cenet_jax.evaluation import (TASKS, evaluate_records, format_table, write_m
 from cenet_jax.inference import predict_full_image
 from cenet_jax.losses import predict_classes
 from cenet_jax.models import build_model
-from cenet_jax.predictor import BatchPredictor, predict_records
+from cenet_jax.predictor import BatchPredictor, as_record_stream, predict_records
 from cenet_jax.training import parallel
 from cenet_jax.training.loop import initial_state
 from cenet_jax.training.state import make_optimizer
@@ -101,12 +101,11 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
     records = pipeline.build_eval_records(config.data, split)
     predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
                                batch_size=config.eval.batch_size)
-    predicted = dict((r['id'], p) for r, p in
-                     record_probabilities(predictor, variables, records, config))
+    stream, probs_of = as_record_stream(record_probabilities(predictor, variables, records, config))
     paper_key = config.eval.paper_key or None
     primary = jax.process_index() == 0
     result = evaluate_records(
-        records, lambda r: predicted[r['id']], task=config.eval.task, paper_key=paper_key,
+        stream, probs_of, task=config.eval.task, paper_key=paper_key,
         threshold=float(config.eval.threshold),
         figure_dir=out_dir / 'figures' if primary and config.eval.max_figures != 0 else None,
         extra_settings={'split': split, 'tta': tta, 'mode': config.eval.mode, 'source': source})

@@ -76,3 +76,18 @@ def iterate_in_groups(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
             group = []
     if group:
         yield group
+
+
+def as_record_stream(pairs: Iterable[tuple[dict[str, Any], np.ndarray]]
+                     ) -> tuple[Iterable[dict[str, Any]], Any]:
+    """Split (record, probabilities) pairs into a record stream and the `predict_probs_fn` that
+    `evaluation.evaluate_records` asks for each record in turn: every record is decoded and
+    predicted once, and only the records in flight are held in memory."""
+    pending: dict[str, np.ndarray] = {}
+
+    def records() -> Iterable[dict[str, Any]]:
+        for record, probs in pairs:
+            pending[record['id']] = probs
+            yield record
+
+    return records(), lambda record: pending.pop(record['id'])

@@ -7,7 +7,6 @@ interrupted run continues bit-identically on CPU.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import signal
@@ -28,7 +27,7 @@ from cenet_jax.evaluation import evaluate_records, figure_file_name
 from cenet_jax.logging import MetricsLogger, read_metrics
 from cenet_jax.losses import predict_classes, segmentation_loss
 from cenet_jax.models import build_model
-from cenet_jax.predictor import BatchPredictor, predict_records
+from cenet_jax.predictor import BatchPredictor, as_record_stream, predict_records
 from cenet_jax.training import parallel
 from cenet_jax.training.state import TrainState, create_train_state, learning_rate_schedule, make_optimizer
 from cenet_jax.training.step import train_step
@@ -114,21 +113,29 @@ def _drain(pending: list[tuple[int, dict[str, Any]]], ckpt: Checkpoints) -> dict
     return {k: float(np.mean([m[k] for m in host])) for k in ('loss', 'grad_norm')}
 
 
-def validate(state: TrainState, predictor: BatchPredictor, records: list[dict[str, Any]],
+def validate(state: TrainState, predictor: BatchPredictor, records: Any,
              config: ml_collections.ConfigDict, workdir: Path, step: int) -> dict[str, float]:
-    """Task metrics on the validation records; sample predictions and the curves as PNG."""
-    predicted = list(predict_records(predictor, state.variables, records))
-    by_id = {r['id']: p for r, p in predicted}
-    result = evaluate_records((r for r, _ in predicted), lambda r: by_id[r['id']],
-                              task=config.eval.task, threshold=config.eval.threshold)
+    """Task metrics (per-image means) on the validation records; a few predictions as PNG."""
+    samples: list[tuple[dict[str, Any], np.ndarray]] = []
+
+    def keep_samples(pairs):
+        for pair in pairs:
+            if len(samples) < config.num_sample_images:
+                samples.append(pair)
+            yield pair
+
+    stream, probs_of = as_record_stream(keep_samples(
+        predict_records(predictor, state.variables, records)))
+    result = evaluate_records(stream, probs_of, task=config.eval.task,
+                              threshold=config.eval.threshold)
     summary = {f'val_{k}': s.mean for k, s in result.aggregate.items() if math.isfinite(s.mean)}
-    if jax.process_index() == 0 and config.num_sample_images > 0:
+    if jax.process_index() == 0 and samples:
         out = workdir / 'samples'
         out.mkdir(exist_ok=True)
-        for r, p in predicted[:config.num_sample_images]:
+        for r, p in samples:
             pred = np.asarray(predict_classes(p, threshold=config.eval.threshold))
-            figures.save_prediction_figure(out / f'step{step:07d}_{figure_file_name(r["id"])}', r['image'],
-                                           r['label'], pred, probs=p, fov=r.get('fov'))
+            figures.save_prediction_figure(out / f'step{step:07d}_{figure_file_name(r["id"])}',
+                                           r['image'], r['label'], pred, probs=p, fov=r.get('fov'))
     return summary
 
 
@@ -164,7 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     workdir.mkdir(parents=True, exist_ok=True)
     primary = jax.process_index() == 0
     mesh = parallel.make_mesh()
-    host_batch = parallel.check_batch_size(config.batch_size, mesh)
+    parallel.check_batch_size(config.batch_size, mesh)
     if config.best_mode not in ('max', 'min'):
         raise ValueError(f"config.best_mode must be 'max' or 'min', got {config.best_mode!r}")
 

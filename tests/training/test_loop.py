@@ -108,17 +108,24 @@ def test_resume_is_bit_identical(tmp_path):
     assert losses(tmp_path / 'straight') == losses(tmp_path / 'resumed')
 
 
-def test_sigterm_saves_and_exits(tmp_path, monkeypatch):
+def _on_batch(monkeypatch, call: int, action):
+    """Run `action(local_batch) -> local_batch` on the `call`-th training batch of the loop."""
     calls = {'n': 0}
     real = loop.parallel.global_batch
 
-    def batch_then_sigterm(local, mesh):
+    def wrapped(local, mesh):
         calls['n'] += 1
-        if calls['n'] == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(local, mesh)
+        return real(action(local) if calls['n'] == call else local, mesh)
 
-    monkeypatch.setattr(loop.parallel, 'global_batch', batch_then_sigterm)
+    monkeypatch.setattr(loop.parallel, 'global_batch', wrapped)
+
+
+def test_sigterm_saves_and_exits(tmp_path, monkeypatch):
+    def sigterm(local):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return local
+
+    _on_batch(monkeypatch, 2, sigterm)
     state = loop.train_and_evaluate(tiny_config(checkpoint_every_steps=100), tmp_path)
     assert int(state.step) == 2
     ckpt = Checkpoints(tmp_path)
@@ -127,16 +134,7 @@ def test_sigterm_saves_and_exits(tmp_path, monkeypatch):
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, monkeypatch):
-    calls = {'n': 0}
-    real = loop.parallel.global_batch
-
-    def poisoned(local, mesh):
-        calls['n'] += 1
-        if calls['n'] == 5:
-            local = {**local, 'image': np.full_like(local['image'], np.nan)}
-        return real(local, mesh)
-
-    monkeypatch.setattr(loop.parallel, 'global_batch', poisoned)
+    _on_batch(monkeypatch, 5, lambda local: {**local, 'image': np.full_like(local['image'], np.nan)})
     with pytest.raises(loop.NonFiniteLossError, match='at step 5') as err:
         loop.train_and_evaluate(tiny_config(checkpoint_every_steps=2), tmp_path)
     assert 'step 4' in str(err.value)
