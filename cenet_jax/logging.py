@@ -23,10 +23,12 @@ def format_duration(seconds: float) -> str:
 
 
 def _plain(value: Any) -> Any:
+    """A JSON-friendly scalar: float, None for NaN/Inf (e.g. throughput before the clock runs)."""
     try:
-        return float(value)
+        value = float(value)
     except (TypeError, ValueError):
         return value
+    return value if math.isfinite(value) else None
 
 
 class MetricsLogger:

@@ -208,3 +208,45 @@ def test_eval_loads_converted_weights_and_rejects_encoder_only(trained_demo, tmp
         tmp_path / 'enc.msgpack', {c: host[c]['encoder'] for c in host}, {'kind': 'encoder'})
     with pytest.raises(convert.ConversionError, match='only encoder weights'):
         eval_lib.load_variables_for_eval(config, mesh, workdir=None, weights=str(encoder_file))
+
+
+def test_oct_softmax_training_validates_boundary_mae(tmp_path):
+    from configs import oct as oct_config
+
+    config = oct_config.get_config()
+    demo_sized = tiny_config(num_train_steps=2, eval_every_steps=2, checkpoint_every_steps=2)
+    for key in ('batch_size', 'num_train_steps', 'eval_every_steps', 'checkpoint_every_steps',
+                'log_every_steps', 'num_sample_images'):
+        config[key] = demo_sized[key]
+    config.model = demo_sized.model
+    config.model.num_classes = 11
+    config.data.name = 'synthetic_oct'
+    config.data.image_size = (64, 64)
+    config.data.synthetic.num_train, config.data.synthetic.num_val = 8, 2
+    loop.train_and_evaluate(config, tmp_path)
+    val = [r for r in read_metrics(tmp_path / 'metrics.jsonl') if 'val_mae_overall' in r]
+    assert val and all(f'val_mae_{k}' in val[-1] for k in range(1, 11)), val
+    assert 0 <= val[-1]['val_mae_overall'] <= 64
+    ckpt = Checkpoints(tmp_path)
+    assert ckpt.best.latest_step() == 2   # best by config.best_metric='mae_overall' (min)
+    ckpt.close()
+
+
+ISBI = REPO.parent / 'shared' / 'datasets' / 'ISBI2012_EM'
+
+
+@pytest.mark.skipif(not ISBI.is_dir(), reason=f'ISBI 2012 not found at {ISBI} (../shared/datasets)')
+def test_isbi_training_validates_rand_and_info(tmp_path):
+    from configs import isbi
+
+    config = isbi.get_config()
+    demo_sized = tiny_config(num_train_steps=2, eval_every_steps=2, checkpoint_every_steps=2)
+    for key in ('batch_size', 'num_train_steps', 'eval_every_steps', 'checkpoint_every_steps',
+                'log_every_steps', 'num_sample_images'):
+        config[key] = demo_sized[key]
+    config.model = demo_sized.model
+    config.data.root = str(ISBI)
+    config.data.image_size = (64, 64)
+    loop.train_and_evaluate(config, tmp_path)
+    val = [r for r in read_metrics(tmp_path / 'metrics.jsonl') if 'val_v_rand' in r]
+    assert val and 0 <= val[-1]['val_v_rand'] <= 1 and 0 <= val[-1]['val_v_info'] <= 1
