@@ -20,7 +20,7 @@ from cenet_jax.data.errors import DataError
 from cenet_jax.data.transforms import model_image, normalize
 from cenet_jax.evaluation import (TASKS, evaluate_records, format_table, write_metrics_json,
                                   write_per_image_csv)
-from cenet_jax.inference import predict_full_image
+from cenet_jax.inference import predict_full_image, resolve_tta
 from cenet_jax.losses import predict_classes
 from cenet_jax.models import build_model
 from cenet_jax.predictor import BatchPredictor, as_record_stream, predict_records
@@ -98,6 +98,7 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
     the paper-style table (also written as table.txt)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    tta_run = resolve_tta(tta, *tuple(config.data.image_size), config.eval.non_square)
     records = pipeline.build_eval_records(config.data, split)
     predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
                                batch_size=config.eval.batch_size)
@@ -107,9 +108,11 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
     result = evaluate_records(
         stream, probs_of, task=config.eval.task, paper_key=paper_key,
         threshold=float(config.eval.threshold),
-        figure_dir=out_dir / 'figures' if primary and config.eval.max_figures != 0 else None,
-        extra_settings={'split': split, 'tta': tta, 'mode': config.eval.mode, 'source': source})
-    table = format_table(result)
+        figure_dir=out_dir / 'figures' if primary and config.eval.figures else None,
+        extra_settings={'split': split, 'tta': tta, 'tta_run': tta_run, 'mode': config.eval.mode,
+                        'source': source})
+    table = format_table(result) + f'\nTTA requested {tta}, run as {tta_run} ' \
+        f'(model input {config.data.image_size[0]}x{config.data.image_size[1]})'
     if primary:
         write_metrics_json(result, out_dir / 'metrics.json')
         write_per_image_csv(result, out_dir / 'per_image.csv')

@@ -79,7 +79,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval.window_overlap = 0.25
     config.eval.threshold = 0.5
     config.eval.batch_size = 8
-    config.eval.max_figures = -1          # eval.py PNGs: -1 every image
+    config.eval.figures = True            # eval.py: one PNG per image
 
     args = parse_arguments(arg)
     if 'variant' in args:

@@ -32,7 +32,7 @@ def test_drive_short_training_and_evaluation(tmp_path):
     loop.train_and_evaluate(config, tmp_path)
     mesh = parallel.make_mesh()
     model, variables, _ = eval_lib.load_variables_for_eval(config, mesh, workdir=tmp_path)
-    config.eval.max_figures = 0
+    config.eval.figures = False
     table = eval_lib.evaluate_split(config, model, variables, mesh, tmp_path / 'eval',
                                     split='test', tta='flips')
     summary = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
