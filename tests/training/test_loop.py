@@ -210,16 +210,23 @@ def test_eval_loads_converted_weights_and_rejects_encoder_only(trained_demo, tmp
         eval_lib.load_variables_for_eval(config, mesh, workdir=None, weights=str(encoder_file))
 
 
+def _shrink_to_two_steps(config) -> None:
+    """A task config made test-sized: the tiny model, 2 steps, validation at step 2."""
+    small = tiny_config(num_train_steps=2, eval_every_steps=2, checkpoint_every_steps=2)
+    for key in ('batch_size', 'num_train_steps', 'eval_every_steps', 'checkpoint_every_steps',
+                'log_every_steps', 'num_sample_images'):
+        config[key] = small[key]
+    num_classes = config.model.num_classes
+    config.model = small.model
+    config.model.num_classes = num_classes
+
+
 def test_oct_softmax_training_validates_boundary_mae(tmp_path):
     from configs import oct as oct_config
 
     config = oct_config.get_config()
-    demo_sized = tiny_config(num_train_steps=2, eval_every_steps=2, checkpoint_every_steps=2)
-    for key in ('batch_size', 'num_train_steps', 'eval_every_steps', 'checkpoint_every_steps',
-                'log_every_steps', 'num_sample_images'):
-        config[key] = demo_sized[key]
-    config.model = demo_sized.model
-    config.model.num_classes = 11
+    _shrink_to_two_steps(config)
+    assert config.model.num_classes == 11
     config.data.name = 'synthetic_oct'
     config.data.image_size = (64, 64)
     config.data.synthetic.num_train, config.data.synthetic.num_val = 8, 2
@@ -240,11 +247,7 @@ def test_isbi_training_validates_rand_and_info(tmp_path):
     from configs import isbi
 
     config = isbi.get_config()
-    demo_sized = tiny_config(num_train_steps=2, eval_every_steps=2, checkpoint_every_steps=2)
-    for key in ('batch_size', 'num_train_steps', 'eval_every_steps', 'checkpoint_every_steps',
-                'log_every_steps', 'num_sample_images'):
-        config[key] = demo_sized[key]
-    config.model = demo_sized.model
+    _shrink_to_two_steps(config)
     config.data.root = str(ISBI)
     config.data.image_size = (64, 64)
     loop.train_and_evaluate(config, tmp_path)
