@@ -14,7 +14,7 @@ Evaluation: every record of the split once, in a fixed order, at original size, 
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import grain
 import ml_collections
@@ -49,12 +49,17 @@ def _allow_grain_workers_without_absl_app() -> None:
 
 
 def build_train_dataset(data_cfg: ml_collections.ConfigDict, *, global_batch_size: int, seed: int,
-                        process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
-    """The training pipeline as a grain IterDataset (see the module docstring); infinite."""
+                        process_index: int = 0, process_count: int = 1,
+                        source: Any | None = None) -> grain.IterDataset:
+    """The training pipeline as a grain IterDataset (see the module docstring); infinite.
+
+    `source`: the already built (and validated) train source, so it is not validated twice.
+    """
     if not 0 <= process_index < process_count:
         raise ValueError(f'process_index {process_index} must be in [0, {process_count})')
     batch_size = per_host_batch_size(global_batch_size, process_count)
-    dataset = (grain.MapDataset.source(build_source(data_cfg, 'train'))
+    source = build_source(data_cfg, 'train') if source is None else source
+    dataset = (grain.MapDataset.source(source)
                .seed(seed)
                .shuffle()
                .repeat()
@@ -72,11 +77,13 @@ def build_train_dataset(data_cfg: ml_collections.ConfigDict, *, global_batch_siz
 
 
 def build_train_iterator(data_cfg: ml_collections.ConfigDict, *, global_batch_size: int, seed: int,
-                         process_index: int = 0, process_count: int = 1) -> grain.DatasetIterator:
+                         process_index: int = 0, process_count: int = 1,
+                         source: Any | None = None) -> grain.DatasetIterator:
     """Infinite, checkpointable iterator of this host's training batches: {'image': float32
     (B, H, W, 3), 'label': int32 (B, H, W), 'fov': float32 (B, H, W)}, B = global // process_count."""
     return iter(build_train_dataset(data_cfg, global_batch_size=global_batch_size, seed=seed,
-                                    process_index=process_index, process_count=process_count))
+                                    process_index=process_index, process_count=process_count,
+                                    source=source))
 
 
 def model_input(record: Record, data_cfg: ml_collections.ConfigDict) -> np.ndarray:

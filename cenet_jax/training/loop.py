@@ -23,6 +23,7 @@ from flax import linen as nn
 from cenet_jax import convert, figures
 from cenet_jax.checkpoint import Checkpoints
 from cenet_jax.data import pipeline
+from cenet_jax.data.sources import build_source
 from cenet_jax.evaluation import evaluate_records, figure_file_name
 from cenet_jax.logging import MetricsLogger, read_metrics
 from cenet_jax.losses import predict_classes, segmentation_loss
@@ -175,7 +176,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     if config.best_mode not in ('max', 'min'):
         raise ValueError(f"config.best_mode must be 'max' or 'min', got {config.best_mode!r}")
 
-    num_examples = pipeline.num_train_examples(config.data)
+    train_source = build_source(config.data, 'train')  # validated once, here
+    num_examples = len(train_source)
     total_steps, steps_per_epoch = total_train_steps(config, num_examples)
     model = build_model(config.model)
     tx = make_optimizer(config.optim, total_steps)
@@ -183,7 +185,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     state = initial_state(model, config, tx, mesh)
     train_iter = pipeline.build_train_iterator(
         config.data, global_batch_size=config.batch_size, seed=config.seed,
-        process_index=jax.process_index(), process_count=jax.process_count())
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        source=train_source)
 
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoints)
     if ckpt.latest_step() is not None:
