@@ -1,22 +1,30 @@
-"""Evaluate CE-Net: `python eval.py --config configs/drive.py --workdir runs/drive`.
+"""Evaluate CE-Net: `python eval.py --workdir runs/drive [--config.data.root=/data/DRIVE]`.
 
-Restores the best checkpoint of the workdir (or --checkpoint latest|STEP, or converted
---weights FILE), scores the test split with test-time augmentation, prints the paper-style
-table and writes metrics.json, per_image.csv and one PNG per image. With --input DIR
---output DIR it predicts mask PNGs for a folder of new images instead.
+Restores the weights of the workdir's best checkpoint (or --checkpoint latest|STEP, or converted
+--weights FILE with --config), scores the test split with test-time augmentation, prints the
+paper-style table and writes metrics.json, per_image.csv and one PNG per image. With --input DIR
+--output DIR it predicts mask PNGs for a folder of new images instead. The model and the input
+geometry come from the workdir's config.json; `--config.*` overrides win.
 """
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from cenet_jax import cli, run_config
 from cenet_jax.training.parallel import maybe_initialize_distributed
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Config file used for training.', lock_config=True)
+# Without --config, `--config.*` overrides apply to the workdir's config.json (parsed with the
+# field types of the default recipe).
+config_flags.DEFINE_config_file(
+    'config', str(Path(__file__).resolve().parent / 'configs' / 'default.py'),
+    'Config file (default: the --workdir\'s config.json); its model must be the run\'s.',
+    lock_config=True)
 flags.DEFINE_string('workdir', None, 'Training workdir whose checkpoints to evaluate.')
 flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
 flags.DEFINE_string('weights', None, 'Converted weights file (python -m cenet_jax.convert ...) '
@@ -27,7 +35,22 @@ flags.DEFINE_enum('tta', None, ['d8', 'flips', 'none'], 'Test-time augmentation 
 flags.DEFINE_string('output_dir', None, 'Where results go (default: <workdir>/eval/<split>_tta-<mode>).')
 flags.DEFINE_string('input', None, 'Predict masks for the images of this folder (no labels).')
 flags.DEFINE_string('output', None, 'With --input: folder for the predicted mask PNGs.')
-flags.mark_flag_as_required('config')
+
+
+def resolve_config():
+    """The evaluation config: the workdir's config.json and the command line (see run_config)."""
+    given = FLAGS.config if FLAGS['config'].present else None
+    if not FLAGS.workdir and not FLAGS.weights:
+        raise app.UsageError('pass --workdir (a training run) or --weights (a converted file)')
+    if FLAGS.weights:
+        if given is None:
+            raise app.UsageError('--weights needs --config (the model and data it was made for)')
+        return given
+    overrides = config_flags.get_override_values(FLAGS['config'])
+    config, notes = run_config.inference_config(FLAGS.workdir, given, overrides)
+    for note in notes:
+        logging.getLogger('cenet_jax').info('%s', note)
+    return config
 
 
 def main(argv: list[str]) -> None:
@@ -35,15 +58,13 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     absl_logging.set_verbosity(absl_logging.WARNING)   # quiet library INFO logs (orbax, grain)
     logging.getLogger('cenet_jax').setLevel(logging.INFO)
-    config = FLAGS.config
+    config = resolve_config()
     maybe_initialize_distributed(config.distributed)
     from cenet_jax import eval_lib
     from cenet_jax.training import parallel
 
     if bool(FLAGS.input) != bool(FLAGS.output):
         raise app.UsageError('--input and --output go together')
-    if not FLAGS.workdir and not FLAGS.weights:
-        raise app.UsageError('pass --workdir (a training run) or --weights (a converted file)')
     mesh = parallel.make_mesh()
     model, variables, source = eval_lib.load_variables_for_eval(
         config, mesh, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint, weights=FLAGS.weights)
@@ -62,4 +83,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-    app.run(main)
+    cli.run_absl(main)

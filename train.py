@@ -1,6 +1,8 @@
 """Train CE-Net: `python train.py --config configs/oct.py --workdir runs/oct`.
 
-Rerunning the same command resumes from the latest checkpoint in the workdir. On several
+Rerunning the same command resumes from the newest checkpoint in the workdir that restores
+(damaged ones are moved into checkpoints/damaged/); the config must keep the fields that shape
+the model and its checkpoints (see cenet_jax/run_config.py). On several
 hosts (TPU pod, multi-GPU cluster) run the same command on every host; see README.
 """
 from __future__ import annotations
@@ -11,6 +13,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from cenet_jax import cli
 from cenet_jax.training.parallel import maybe_initialize_distributed
 
 FLAGS = flags.FLAGS
@@ -36,4 +39,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-    app.run(main)
+    cli.run_absl(main)

@@ -5,22 +5,36 @@ Layout: `<workdir>/checkpoints/latest/<step>/` (kept: the last `keep`) and
 pytree), `data` (the grain iterator state, one file per host) and `meta` (JSON: step and
 the validation metrics at that step). orbax writes into a temporary folder and renames it
 when complete, so an interrupted save never replaces a good checkpoint.
+
+A checkpoint counts as good when it restores and passes `check_restored` (the step matches,
+every floating-point leaf is finite). Resuming walks back from the newest to the newest good
+one; newer damaged ones are moved, never deleted, into `checkpoints/damaged/` before training
+continues, so a later save of the same step cannot overwrite them. Inference restores the
+weights alone (params and batch_stats, not the optimizer state).
 """
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import grain
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
-log = logging.getLogger(__name__)
+from cenet_jax.errors import CheckpointError
+
+log = logging.getLogger('cenet_jax')
+
+DAMAGED_DIR = 'damaged'
+WEIGHT_FIELDS = ('step', 'params', 'batch_stats')
 
 
-def _manager(directory: Path, keep: int, async_save: bool) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+def _manager(directory: Path, keep: int, async_save: bool, read_only: bool) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                            enable_async_checkpointing=async_save)
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
@@ -30,13 +44,48 @@ def _abstract(tree: Any) -> Any:
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
-class Checkpoints:
-    """The latest-k and best checkpoint managers of one workdir."""
+def weights_template(step: Any, params: Any, batch_stats: Any) -> dict[str, Any]:
+    """The restore target of inference: step, params and batch_stats (no optimizer state), as
+    shape/dtype/sharding structs."""
+    return _abstract({'step': step, 'params': params, 'batch_stats': batch_stats})
 
-    def __init__(self, workdir: str | Path, *, keep: int = 3, async_save: bool = True):
-        root = Path(workdir) / 'checkpoints'
-        self.latest = _manager(root / 'latest', keep, async_save)
-        self.best = _manager(root / 'best', 1, async_save)
+
+def _all_finite(tree: Any) -> bool:
+    for leaf in jax.tree.leaves(tree):
+        dtype = getattr(leaf, 'dtype', None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):   # skips PRNG keys
+            continue
+        local = leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf
+        if not np.isfinite(np.asarray(local)).all():
+            return False
+    return True
+
+
+def check_restored(tree: Any, meta: dict[str, Any], step: int) -> None:
+    """Raise CheckpointError unless the restored step equals `step` and every float is finite."""
+    restored_step = tree['step'] if isinstance(tree, dict) else tree.step
+    if int(np.asarray(jax.device_get(restored_step))) != step or int(meta.get('step', step)) != step:
+        raise CheckpointError(f'holds step {int(restored_step)} (meta: {meta.get("step")}), '
+                              f'expected {step}')
+    if not _all_finite(tree):
+        raise CheckpointError('holds NaN or Inf values')
+
+
+def _reason(err: BaseException) -> str:
+    """First line of an orbax / TensorStore error, short enough for a log line."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return f'{type(err).__name__}: {text[:300]}'
+
+
+class Checkpoints:
+    """The latest-k and best checkpoint managers of one workdir (`read_only`: no folders are
+    created; for inference, which never saves)."""
+
+    def __init__(self, workdir: str | Path, *, keep: int = 3, async_save: bool = True,
+                 read_only: bool = False):
+        self.root = Path(workdir) / 'checkpoints'
+        self.latest = _manager(self.root / 'latest', keep, async_save, read_only)
+        self.best = _manager(self.root / 'best', 1, async_save, read_only)
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step, or None."""
@@ -44,37 +93,152 @@ class Checkpoints:
 
     def save(self, step: int, state: Any, data_iterator: Any | None, meta: dict[str, Any],
              *, best: bool = False) -> None:
-        """Save (asynchronously) into `latest`, or into `best` when `best` is set."""
+        """Save (asynchronously) into `latest`, or into `best` when `best` is set; a step that
+        is already on disk is kept, never overwritten (a replay after a resume)."""
+        manager = self.best if best else self.latest
+        if step in manager.all_steps():
+            log.warning('%s/%d already exists; keeping it (not overwritten)', manager.directory,
+                        step)
+            return
         items: dict[str, Any] = dict(state=ocp.args.StandardSave(state),
                                      meta=ocp.args.JsonSave(meta))
         if data_iterator is not None:
             items['data'] = grain.checkpoint.CheckpointSave(data_iterator)
-        manager = self.best if best else self.latest
         manager.save(step, args=ocp.args.Composite(**items), force=True)
 
-    def restore(self, state_template: Any, data_iterator: Any | None = None,
-                step: int | None = None, *, best: bool = False) -> tuple[Any, dict[str, Any]]:
-        """Restore the state (into the template's shapes and shardings) and, if given, the data
-        iterator in place. Returns (state, meta)."""
-        manager = self.best if best else self.latest
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(
-                f'no {"best" if best else "latest"} checkpoint under {manager.directory}')
-        items: dict[str, Any] = dict(state=ocp.args.StandardRestore(_abstract(state_template)),
-                                     meta=ocp.args.JsonRestore())
+    def _restore_checked(self, manager: ocp.CheckpointManager, step: int, state: Any,
+                         data_iterator: Any | None = None) -> tuple[Any, dict[str, Any]]:
+        """Restore one step (`state` is an orbax restore args item) and check it."""
+        items: dict[str, Any] = dict(state=state, meta=ocp.args.JsonRestore())
         if data_iterator is not None:
             items['data'] = grain.checkpoint.CheckpointRestore(data_iterator)
         restored = manager.restore(step, args=ocp.args.Composite(**items))
-        return restored['state'], dict(restored['meta'] or {})
+        meta = dict(restored['meta'] or {})
+        check_restored(restored['state'], meta, step)
+        return restored['state'], meta
 
-    def best_meta(self) -> dict[str, Any] | None:
-        """Metadata of the best checkpoint so far (to resume best-tracking), or None."""
+    def restore(self, state_template: Any, data_iterator: Any | None = None,
+                step: int | None = None, *, best: bool = False) -> tuple[Any, dict[str, Any]]:
+        """Restore one step (default: the newest) into the template's shapes and shardings, and,
+        if given, the data iterator in place. Returns (state, meta)."""
+        manager = self.best if best else self.latest
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(
+                f'no {"best" if best else "latest"} checkpoint under {manager.directory}')
+        return self._restore_checked(manager, step,
+                                     ocp.args.StandardRestore(_abstract(state_template)),
+                                     data_iterator)
+
+    def _walk(self, candidates: Iterable[tuple[ocp.CheckpointManager, int]],
+              restore_one: Callable[[ocp.CheckpointManager, int], Any]
+              ) -> tuple[tuple[ocp.CheckpointManager, int, Any] | None, list[tuple[Path, str]]]:
+        """The first candidate that restores and checks out, and the damaged ones before it."""
+        damaged: list[tuple[Path, str]] = []
+        for manager, step in candidates:
+            path = Path(manager.directory) / str(step)
+            try:
+                return (manager, step, restore_one(manager, step)), damaged
+            except Exception as err:  # orbax / TensorStore raise many unrelated types
+                damaged.append((path, _reason(err)))
+                log.warning('checkpoint %s cannot be used (%s); trying an older one', path,
+                            _reason(err))
+        return None, damaged
+
+    def _none_restores(self, damaged: list[tuple[Path, str]]) -> CheckpointError:
+        listed = '\n'.join(f'  {p}: {why}' for p, why in damaged)
+        return CheckpointError(
+            f'no checkpoint under {self.root} can be restored (all are kept on disk):\n{listed}\n'
+            'Start over in a new --workdir (or move the damaged folders away).')
+
+    def restore_newest(self, state_template: Any, data_iterator: Any | None = None
+                       ) -> tuple[Any, dict[str, Any]] | None:
+        """Resume: the newest good `latest` checkpoint (state, meta), newer damaged ones moved
+        into checkpoints/damaged/ with a warning; None when there is no checkpoint at all."""
+        steps = sorted(self.latest.all_steps(), reverse=True)
+        if not steps:
+            return None
+        args = ocp.args.StandardRestore(_abstract(state_template))
+        found, damaged = self._walk(
+            ((self.latest, s) for s in steps),
+            lambda manager, step: self._restore_checked(manager, step, args, data_iterator))
+        if found is None:
+            raise self._none_restores(damaged)
+        for path, _ in damaged:
+            self.move_aside(self.latest, int(path.name))
+        return found[2]
+
+    def restore_weights(self, template: dict[str, Any], checkpoint: str = 'best'
+                        ) -> tuple[dict[str, Any], str]:
+        """({'params', 'batch_stats'}, 'where from') of 'best' (falling back to the newest good
+        latest one), 'latest' or a step number; damaged ones are skipped with a warning."""
+        best = [(self.best, s) for s in sorted(self.best.all_steps(), reverse=True)]
+        latest = [(self.latest, s) for s in sorted(self.latest.all_steps(), reverse=True)]
+        if not best and not latest:
+            raise CheckpointError(f'no checkpoints in {self.root}: train first (python train.py '
+                                  f'--config ... --workdir {self.root.parent}) or pass --weights FILE')
+        if checkpoint == 'best':
+            if not best:
+                log.warning('no best checkpoint in %s (no validation ran); using the latest',
+                            self.root)
+            candidates = best + latest
+        elif checkpoint == 'latest':
+            candidates = latest
+        else:
+            step = int(checkpoint)
+            candidates = [(m, s) for m, s in latest + best if s == step][:1]
+            if not candidates:
+                raise CheckpointError(
+                    f'no checkpoint at step {step} in {self.root}; available: latest '
+                    f'{sorted(s for _, s in latest)}, best {sorted(s for _, s in best)}')
+        args = ocp.args.PyTreeRestore(
+            item=template, restore_args=ocp.checkpoint_utils.construct_restore_args(template),
+            partial_restore=True)
+        found, damaged = self._walk(
+            candidates, lambda manager, step: self._restore_checked(manager, step, args)[0])
+        if found is None:
+            raise self._none_restores(damaged)
+        manager, step, tree = found
+        if damaged:
+            log.warning('using %s/%d instead of the damaged %s (kept on disk)', manager.directory,
+                        step, ', '.join(str(p) for p, _ in damaged))
+        return ({'params': tree['params'], 'batch_stats': tree['batch_stats']},
+                f'{manager.directory} step {step}')
+
+    def best_meta(self, template: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Metadata of the best checkpoint so far (to resume best-tracking), or None. With a
+        weights `template` its weights are checked too; a damaged best is moved aside."""
         step = self.best.latest_step()
         if step is None:
             return None
-        restored = self.best.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return dict(restored['meta'])
+        if template is None:
+            args = ocp.args.Composite(meta=ocp.args.JsonRestore())
+            return dict(self.best.restore(step, args=args)['meta'])
+        state = ocp.args.PyTreeRestore(
+            item=template, restore_args=ocp.checkpoint_utils.construct_restore_args(template),
+            partial_restore=True)
+        found, damaged = self._walk(
+            [(self.best, step)], lambda m, s: self._restore_checked(m, s, state)[1])
+        if found is None:
+            self.move_aside(self.best, step)
+            return None
+        return found[2]
+
+    def move_aside(self, manager: ocp.CheckpointManager, step: int) -> Path:
+        """Move a damaged step folder into checkpoints/damaged/ (kept, never deleted)."""
+        source = Path(manager.directory) / str(step)
+        kind = Path(manager.directory).name
+        target = self.root / DAMAGED_DIR / f'{kind}-{step}-{time.strftime("%Y%m%d-%H%M%S")}'
+        if jax.process_index() == 0:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.rename(target)
+            log.warning('moved the damaged checkpoint %s to %s (kept for inspection; delete it '
+                        'when no longer needed)', source, target)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f'cenet_jax: moved {source} aside')
+        manager.reload()
+        return target
 
     def wait(self) -> None:
         """Block until pending asynchronous saves are on disk."""

@@ -27,6 +27,8 @@ import ml_collections
 import numpy as np
 from flax import serialization, traverse_util
 
+from cenet_jax import cli
+from cenet_jax.errors import CenetError, MissingFileError
 from cenet_jax.models.config import VARIANTS, build_model, reference_config
 from cenet_jax.models.resnet import ResNetEncoder
 
@@ -61,7 +63,7 @@ UNET_DOUBLE_CONV_INDEX = {'conv1': '0', 'bn1': '1', 'conv2': '3', 'bn2': '4'}
 SHAPE_PROBE = (1, 64, 64, 3)
 
 
-class ConversionError(ValueError):
+class ConversionError(CenetError, ValueError):
     """A checkpoint does not fit the Flax model: lists every missing, mis-shaped or unknown key."""
 
 
@@ -113,7 +115,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a PyTorch state dict (.pth/.pt/.th/.bin; needs torch) or a .safetensors file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f'weights file not found: {path}')
+        raise MissingFileError(f'weights file not found: {path}')
     if path.suffix == '.safetensors':
         from safetensors.numpy import load_file
         return dict(load_file(str(path)))
@@ -425,7 +427,7 @@ def _json_default(value: Any) -> Any:
 def _read_payload(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f'weights file not found: {path}')
+        raise MissingFileError(f'weights file not found: {path}')
     try:
         payload = serialization.msgpack_restore(path.read_bytes())
     except Exception as err:  # msgpack raises several unrelated types on bad input
@@ -470,6 +472,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='python -m cenet_jax.convert',
         description='Convert PyTorch weights to cenet-jax .msgpack files.')
+    parser.add_argument('--traceback', action='store_true', help=cli.TRACEBACK_HELP)
     sub = parser.add_subparsers(dest='source', required=True)
     resnet = sub.add_parser('resnet', help='torchvision/timm ImageNet ResNet -> CE-Net encoder')
     resnet.add_argument('--depth', type=int, default=34, choices=(18, 34, 50))
@@ -491,24 +494,25 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on a bad checkpoint or argument)."""
     args = _parse_args(argv)
-    try:
-        state = load_state_dict(args.input)
-        if args.source == 'resnet':
-            variables, report = convert_resnet(state, args.depth)
-            meta = {'kind': 'encoder', 'source': str(args.input),
-                    'converted_from': f'torchvision resnet{args.depth}', 'depth': args.depth}
-        else:
-            cfg = reference_config(args.variant)
-            num_classes = args.num_classes or reference_num_classes(state) or 1
-            cfg.num_classes = num_classes
-            variables, report = convert_reference(state, cfg)
-            meta = {'kind': 'model', 'source': str(args.input),
-                    'converted_from': f'reference CE-Net ({args.variant})',
-                    'variant': args.variant, 'model_config': cfg.to_dict()}
-        save_variables(args.output, variables, meta)
-    except (ConversionError, FileNotFoundError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    return cli.report_errors(lambda: _convert(args), show_traceback=args.traceback)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    """Convert and save as the parsed arguments say; returns exit status 0."""
+    state = load_state_dict(args.input)
+    if args.source == 'resnet':
+        variables, report = convert_resnet(state, args.depth)
+        meta = {'kind': 'encoder', 'source': str(args.input),
+                'converted_from': f'torchvision resnet{args.depth}', 'depth': args.depth}
+    else:
+        cfg = reference_config(args.variant)
+        num_classes = args.num_classes or reference_num_classes(state) or 1
+        cfg.num_classes = num_classes
+        variables, report = convert_reference(state, cfg)
+        meta = {'kind': 'model', 'source': str(args.input),
+                'converted_from': f'reference CE-Net ({args.variant})',
+                'variant': args.variant, 'model_config': cfg.to_dict()}
+    save_variables(args.output, variables, meta)
     print(f'{args.input} -> {args.output}\n{report.summary()}')
     return 0
 

@@ -2,22 +2,25 @@
 (tables, metrics.json, per-image CSV, PNG figures), or predict masks for a folder of images."""
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import linen as nn
 from PIL import Image
 
 from cenet_jax import convert
-from cenet_jax.checkpoint import Checkpoints
+from cenet_jax.checkpoint import Checkpoints, weights_template
 from cenet_jax.data import pipeline
 from cenet_jax.data.decode import read_image
 from cenet_jax.data.errors import DataError
 from cenet_jax.data.transforms import model_image, normalize
+from cenet_jax.errors import ConfigError
 from cenet_jax.evaluation import (TASKS, evaluate_records, format_table, write_metrics_json,
                                   write_per_image_csv)
 from cenet_jax.inference import predict_full_image, resolve_tta
@@ -25,50 +28,49 @@ from cenet_jax.losses import predict_classes
 from cenet_jax.models import build_model
 from cenet_jax.predictor import BatchPredictor, as_record_stream, predict_records
 from cenet_jax.training import parallel
-from cenet_jax.training.loop import initial_state
-from cenet_jax.training.state import make_optimizer
 
 log = logging.getLogger('cenet_jax')
+SHAPE_PROBE = (1, 64, 64, 3)   # parameter shapes do not depend on the input size
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.gif', '.bmp', '.npy')
+
+
+def abstract_variables(model: nn.Module, mesh) -> dict[str, Any]:
+    """{'params', 'batch_stats'} shapes and dtypes of the model, replicated on the mesh (no
+    computation: the restore target of inference)."""
+    shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                            jnp.zeros(SHAPE_PROBE, jnp.float32))
+    sharding = parallel.replicated(mesh)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                        {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})})
 
 
 def load_variables_for_eval(config: ml_collections.ConfigDict, mesh, *, workdir: str | Path | None,
                             checkpoint: str = 'best', weights: str | None = None
                             ) -> tuple[nn.Module, Any, str]:
     """(model, variables on the mesh, where they came from): from a converted weights file, or
-    from the workdir's best / latest / numbered checkpoint."""
+    the weights alone (no optimizer state) of the workdir's best / latest / numbered checkpoint,
+    skipping damaged ones with a warning."""
     model = build_model(config.model)
-    template = initial_state(model, config, make_optimizer(config.optim, 1), mesh)
+    abstract = abstract_variables(model, mesh)
     if weights:
         if convert.read_metadata(weights).get('kind') == 'encoder':
             raise convert.ConversionError(
                 f'{weights} holds only encoder weights (an ImageNet ResNet); evaluation needs a '
                 'whole trained network: a workdir checkpoint or a converted CE-Net file.')
-        host = jax.device_get(template.variables)
+        host = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
         return model, parallel.replicate(convert.restore_pretrained(host, weights), mesh), weights
     if workdir is None:
-        raise ValueError('pass --workdir (a training run) or --weights (a converted file)')
-    ckpt = Checkpoints(workdir, async_save=False)
+        raise ConfigError('pass --workdir (a training run) or --weights (a converted file)')
+    if checkpoint not in ('best', 'latest') and not checkpoint.isdigit():
+        raise ConfigError(f"--checkpoint must be 'best', 'latest' or a step number, got {checkpoint!r}")
+    ckpt = Checkpoints(workdir, async_save=False, read_only=True)
     try:
-        best = checkpoint == 'best'
-        manager = ckpt.best if best else ckpt.latest
-        step = None if checkpoint in ('best', 'latest') else int(checkpoint)
-        if best and manager.latest_step() is None and ckpt.latest_step() is not None:
-            log.warning('no best checkpoint in %s (no validation ran); using the latest', workdir)
-            best, manager = False, ckpt.latest
-        if manager.latest_step() is None:
-            raise FileNotFoundError(
-                f'no checkpoints in {Path(workdir) / "checkpoints"}: train first '
-                f'(python train.py --config ... --workdir {workdir}) or pass --weights FILE')
-        available = manager.all_steps()
-        if step is not None and step not in available:
-            raise FileNotFoundError(f'no checkpoint at step {step} in {manager.directory}; '
-                                    f'available: {sorted(available)}')
-        state, meta = ckpt.restore(template, step=step, best=best)
-        source = f'{manager.directory} step {int(state.step)}'
+        step = jax.ShapeDtypeStruct((), jnp.int32, sharding=parallel.replicated(mesh))
+        variables, source = ckpt.restore_weights(
+            weights_template(step, abstract['params'], abstract['batch_stats']), checkpoint)
     finally:
         ckpt.close()
-    return model, state.variables, source
+    return model, variables, source
 
 
 def _sliding_probs(predictor: BatchPredictor, variables: Any, record: dict[str, Any],

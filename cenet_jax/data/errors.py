@@ -1,7 +1,8 @@
 """The one exception type the data package raises for bad input."""
+from cenet_jax.errors import CenetError
 
 
-class DataError(ValueError):
+class DataError(CenetError, ValueError):
     """A dataset folder, file or record is missing, unreadable or inconsistent.
 
     The message always names the offending path (or record id) and what was expected, so a bad

@@ -1,8 +1,9 @@
 """The training loop: init or resume, jitted sharded steps, logging, validation, checkpoints.
 
 `train_and_evaluate(config, workdir)` is everything `train.py` does. Restarting it on the
-same workdir resumes from the latest checkpoint (state and data iterator), so an
-interrupted run continues bit-identically on CPU.
+same workdir resumes from the newest checkpoint that restores (state and data iterator), so an
+interrupted run continues bit-identically on CPU; the config is first checked against the
+run's config.json (cenet_jax/run_config.py).
 """
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ import ml_collections
 import numpy as np
 from flax import linen as nn
 
-from cenet_jax import convert, figures
-from cenet_jax.checkpoint import Checkpoints
+from cenet_jax import convert, figures, run_config
+from cenet_jax.checkpoint import Checkpoints, weights_template
 from cenet_jax.data import pipeline
 from cenet_jax.data.sources import build_source
+from cenet_jax.errors import CenetError, ConfigError
 from cenet_jax.evaluation import evaluate_records, figure_file_name
 from cenet_jax.logging import MetricsLogger, read_metrics
 from cenet_jax.losses import predict_classes, segmentation_loss
@@ -36,7 +38,7 @@ from cenet_jax.training.step import train_step
 log = logging.getLogger('cenet_jax')
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(CenetError, FloatingPointError):
     """The training loss became NaN or Inf."""
 
 
@@ -174,8 +176,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
     if config.best_mode not in ('max', 'min'):
-        raise ValueError(f"config.best_mode must be 'max' or 'min', got {config.best_mode!r}")
+        raise ConfigError(f"config.best_mode must be 'max' or 'min', got {config.best_mode!r}")
+    ckpt = Checkpoints(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoints)
+    try:
+        if ckpt.latest.all_steps() or ckpt.best.all_steps():   # before any work
+            run_config.check_resume_config(config, workdir, write=primary)
+        return _train(config, workdir, ckpt, mesh, stop_at_step)
+    finally:
+        ckpt.close()   # pending saves reach the disk, on errors too
 
+
+def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, mesh,
+           stop_at_step: int | None) -> TrainState:
+    """train_and_evaluate after the workdir and config checks."""
+    primary = jax.process_index() == 0
     train_source = build_source(config.data, 'train')  # validated once, here
     num_examples = len(train_source)
     total_steps, steps_per_epoch = total_train_steps(config, num_examples)
@@ -188,13 +202,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
         process_index=jax.process_index(), process_count=jax.process_count(),
         source=train_source)
 
-    ckpt = Checkpoints(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoints)
-    if ckpt.latest_step() is not None:
-        state, _ = ckpt.restore(state, train_iter)
+    resumed = ckpt.restore_newest(state, train_iter)
+    if resumed is not None:
+        state = resumed[0]
         log.info('resumed from step %d in %s', int(state.step), ckpt.latest.directory)
     elif primary:
-        (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2) + '\n')
-    best_meta = ckpt.best_meta()
+        run_config.write_run_config(config, workdir)
+    best_meta = ckpt.best_meta(weights_template(state.step, state.params, state.batch_stats))
     best_value = None if best_meta is None else best_meta.get(config.best_metric)
 
     state_sharding = parallel.replicated(mesh)
@@ -249,7 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                     save_curves(workdir)
                 key = f'val_{config.best_metric}'
                 if key not in summary:
-                    raise KeyError(f'config.best_metric={config.best_metric!r} is not a validation '
+                    raise ConfigError(f'config.best_metric={config.best_metric!r} is not a validation '
                                    f'metric; choose one of {sorted(k[4:] for k in summary)}')
                 if _is_better(summary[key], best_value, config.best_mode):
                     best_value = summary[key]
@@ -265,7 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                             'SIGTERM' if preemption.requested else 'stop_at_step')
                 break
     _drain(pending, ckpt)
-    ckpt.close()
+    ckpt.wait()
     logger.close()
     if primary and (workdir / 'metrics.jsonl').exists():
         save_curves(workdir)

@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from cenet_jax.errors import ConfigError
+
 DATA_AXIS = 'data'
 
 # Environment variables that mean "this process is one of several" (TPU pods set up
@@ -25,7 +27,7 @@ def maybe_initialize_distributed(mode: str = 'auto', coordinator_address: str | 
     Must run before anything touches the devices.
     """
     if mode not in ('auto', 'on', 'off'):
-        raise ValueError(f"--distributed must be 'auto', 'on' or 'off', got {mode!r}")
+        raise ConfigError(f"--distributed must be 'auto', 'on' or 'off', got {mode!r}")
     wanted = mode == 'on' or (mode == 'auto' and (
         coordinator_address is not None or any(os.environ.get(k) for k in _MULTI_PROCESS_ENV)))
     if not wanted:
@@ -58,7 +60,7 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> int:
     """Per-host batch size; a clear error if the global batch does not split evenly."""
     n_dev, n_proc = mesh.devices.size, jax.process_count()
     if global_batch_size <= 0 or global_batch_size % n_dev:
-        raise ValueError(
+        raise ConfigError(
             f'config.batch_size={global_batch_size} must be a positive multiple of the number of '
             f'devices ({n_dev}: {jax.device_count()} over {n_proc} host(s)); e.g. '
             f'--config.batch_size={max(n_dev, (global_batch_size // n_dev or 1) * n_dev)}.')

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cenet_jax.errors import ConfigError
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -37,7 +39,7 @@ def learning_rate_schedule(optim_cfg: Mapping[str, Any], total_steps: int) -> op
     elif kind == 'cosine':
         main = optax.cosine_decay_schedule(lr, decay_steps)
     else:
-        raise ValueError(f"optim.schedule must be 'poly', 'constant' or 'cosine', got {kind!r}")
+        raise ConfigError(f"optim.schedule must be 'poly', 'constant' or 'cosine', got {kind!r}")
     if warmup <= 0:
         return main
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
@@ -57,7 +59,7 @@ def make_optimizer(optim_cfg: Mapping[str, Any], total_steps: int) -> optax.Grad
     elif name == 'adamw':
         return optax.adamw(schedule, weight_decay=wd)
     else:
-        raise ValueError(f"optim.name must be 'sgd', 'adam' or 'adamw', got {name!r}")
+        raise ConfigError(f"optim.name must be 'sgd', 'adam' or 'adamw', got {name!r}")
     parts = [optax.add_decayed_weights(wd)] if wd > 0 else []
     return optax.chain(*parts, core)
 

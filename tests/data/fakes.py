@@ -98,3 +98,15 @@ def make_isbi_tiff(root: Path, pages: int = 5, size: int = 24) -> None:
 def oct_boundaries(width: int, offset: float = 0.0) -> np.ndarray:
     """(10, width) increasing boundary rows for a 40-row B-scan."""
     return np.stack([np.full(width, 4.0 + 3.0 * k + offset, np.float32) for k in range(10)])
+
+
+def make_drive(root: Path, count: int = 2, size: tuple[int, int] = (40, 48)) -> None:
+    """DRIVE layout: training/ and test/ with images (.tif), 1st_manual (.gif), mask (FOV, .gif)."""
+    rng = np.random.default_rng(0)
+    for split, first in (('training', 21), ('test', 1)):
+        for n in range(first, first + count):
+            image, vessels = blob_image(rng, *size, center=(size[0] // 2, size[1] // 2), radius=6)
+            save(root / split / 'images' / f'{n:02d}_{split}.tif', image)
+            save(root / split / '1st_manual' / f'{n:02d}_manual1.gif', vessels)
+            save(root / split / 'mask' / f'{n:02d}_{split}_mask.gif',
+                 np.full(size, 255, np.uint8))

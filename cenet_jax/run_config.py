@@ -1,0 +1,180 @@
+"""The configuration stored with a run (`<workdir>/config.json`) against the one given now.
+
+Resuming (`check_resume_config`): fields that change the shapes or the meaning of the saved
+state (LOCKED_FIELDS) must equal the stored ones, else the run stops naming them; any other
+change (steps, logging, evaluation cadence, learning rate, data path, ...) is allowed, appended
+to `<workdir>/config_changes.jsonl` and written into config.json.
+
+Inference (`inference_config`): the model and the input geometry (INFERENCE_DATA_FIELDS) come
+from the run's config.json unless the command line overrides them; a given config whose model
+differs from the run's is an error naming the fields.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import ml_collections
+
+from cenet_jax.config_utils import update_fields
+from cenet_jax.errors import ConfigError
+
+log = logging.getLogger('cenet_jax')
+
+CONFIG_FILE = 'config.json'
+CHANGES_FILE = 'config_changes.jsonl'
+# Fields a resumed run must keep: they change parameter or optimizer-state shapes, or what the
+# saved weights mean (model, input size and encoding, classes, batch, optimizer kind).
+LOCKED_FIELDS = ('model', 'data.name', 'data.image_size', 'data.num_classes',
+                 'data.class_values', 'data.normalization', 'data.channel_order', 'batch_size',
+                 'optim.name')
+# Model fields that change neither shapes nor names: the compute dtype, the initialisation file.
+FREE_MODEL_FIELDS = ('model.dtype', 'model.pretrained')
+# What inference takes from the run besides the model: how images were fed to the network.
+INFERENCE_DATA_FIELDS = ('data.image_size', 'data.num_classes', 'data.normalization',
+                         'data.channel_order')
+
+
+def _matches(key: str, fields: tuple[str, ...]) -> bool:
+    return any(key == f or key.startswith(f + '.') for f in fields)
+
+
+def is_locked(key: str) -> bool:
+    """Whether a dotted config key may not change when resuming a run."""
+    return _matches(key, LOCKED_FIELDS) and not _matches(key, FREE_MODEL_FIELDS)
+
+
+def is_model_field(key: str) -> bool:
+    """Whether a dotted key selects the network (its parameter names and shapes)."""
+    return _matches(key, ('model',)) and not _matches(key, FREE_MODEL_FIELDS)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; empty mappings are kept as values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
+
+
+def as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as plain JSON values (tuples become lists), as config.json stores it."""
+    return json.loads(config.to_json_best_effort())
+
+
+def differences(stored: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{dotted key: (stored value, given value)} for every field that differs (None = absent)."""
+    a, b = flatten(stored), flatten(given)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def _describe(diffs: Mapping[str, tuple[Any, Any]], stored: str, given: str) -> str:
+    return '\n'.join(f'  {k}: {json.dumps(a)} {stored}, {json.dumps(b)} {given}'
+                     for k, (a, b) in diffs.items())
+
+
+def read_run_config(workdir: str | Path) -> dict[str, Any] | None:
+    """The JSON of `<workdir>/config.json`, or None when the workdir has none."""
+    path = Path(workdir) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f'{path}: not a readable JSON config ({err}); it is written by train.py '
+                          'at the start of a run') from err
+
+
+def write_run_config(config: ml_collections.ConfigDict, workdir: str | Path) -> Path:
+    """Write `<workdir>/config.json` atomically (a temporary file, then a rename)."""
+    path = Path(workdir) / CONFIG_FILE
+    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    tmp.write_text(config.to_json_best_effort(indent=2) + '\n')
+    os.replace(tmp, path)
+    return path
+
+
+def check_resume_config(config: ml_collections.ConfigDict, workdir: str | Path, *,
+                        write: bool = True) -> dict[str, tuple[Any, Any]]:
+    """Stop (ConfigError) if `config` changes a locked field of the run in `workdir`; record
+    the other changes in config_changes.jsonl and config.json. Returns the changes."""
+    workdir = Path(workdir)
+    stored = read_run_config(workdir)
+    if stored is None:
+        if write:
+            write_run_config(config, workdir)
+        return {}
+    diffs = differences(stored, as_json(config))
+    locked = {k: v for k, v in diffs.items() if is_locked(k)}
+    if locked:
+        raise ConfigError(
+            f'{workdir} holds a run whose {CONFIG_FILE} differs from this config in fields that '
+            f'change the model or the meaning of its checkpoints:\n'
+            f'{_describe(locked, f"in {CONFIG_FILE}", "now")}\n'
+            f'Resume with the same values, or train this config in a new --workdir.')
+    if diffs:
+        log.warning('resuming %s with changed settings (recorded in %s):\n%s', workdir,
+                    CHANGES_FILE, _describe(diffs, 'before', 'now'))
+        if write:
+            entry = {'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                     'changes': {k: {'from': a, 'to': b} for k, (a, b) in diffs.items()}}
+            with open(workdir / CHANGES_FILE, 'a') as f:
+                f.write(json.dumps(entry) + '\n')
+            write_run_config(config, workdir)
+    return diffs
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the configs use; objects to ConfigDicts."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return ml_collections.ConfigDict({k: _tuples(v) for k, v in value.items()})
+    return value
+
+
+def inference_config(workdir: str | Path, given: ml_collections.ConfigDict | None,
+                     overrides: Mapping[str, Any]) -> tuple[ml_collections.ConfigDict, list[str]]:
+    """(config for evaluation / prediction, notes saying what came from where).
+
+    Without `given`, the run's config.json plus the command-line `overrides`. With `given`, that
+    config whose model must equal the run's (else ConfigError naming the fields) and whose
+    INFERENCE_DATA_FIELDS are taken from the run unless overridden.
+    """
+    path = Path(workdir) / CONFIG_FILE
+    stored = read_run_config(workdir)
+    if stored is None:
+        if given is None:
+            raise ConfigError(f'{path} not found: this workdir has no stored config (was it '
+                              'made by train.py?); pass --config FILE with the training config')
+        return given, [f'{path} not found: using the given --config as it is']
+    if given is None:
+        config = update_fields(_tuples(stored), overrides)
+        return config, [f'config from {path}' + (
+            f' with command-line overrides {", ".join(sorted(overrides))}' if overrides else '')]
+    diffs = differences(stored, as_json(given))
+    model = {k: v for k, v in diffs.items() if is_model_field(k)}
+    if model:
+        raise ConfigError(
+            f'the model of --config differs from the run in {workdir} ({path}):\n'
+            f'{_describe(model, "in the run", "given")}\n'
+            'Omit --config to use the run\'s config.json, or evaluate a workdir trained with '
+            'this model.')
+    flat_stored, config, notes = flatten(stored), given.copy_and_resolve_references(), []
+    with config.unlocked():
+        for key in INFERENCE_DATA_FIELDS:
+            if key in overrides:
+                if key in diffs:
+                    notes.append(f'{key}={overrides[key]!r} from the command line (the run used '
+                                 f'{flat_stored.get(key)!r})')
+            elif key in diffs and key in flat_stored:
+                update_fields(config, {key: _tuples(flat_stored[key])})
+                notes.append(f'{key}={_tuples(flat_stored[key])!r} from {path}')
+    return config, notes
