@@ -74,6 +74,7 @@ def check_restored(tree: Any, meta: dict[str, Any], step: int) -> None:
 def _reason(err: BaseException) -> str:
     """First line of an orbax / TensorStore error, short enough for a log line."""
     text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    text = text.split(' See full TensorStore details')[0]
     return f'{type(err).__name__}: {text[:300]}'
 
 
@@ -145,11 +146,10 @@ class Checkpoints:
                             _reason(err))
         return None, damaged
 
-    def _none_restores(self, damaged: list[tuple[Path, str]]) -> CheckpointError:
+    def _none_restores(self, damaged: list[tuple[Path, str]], hint: str) -> CheckpointError:
         listed = '\n'.join(f'  {p}: {why}' for p, why in damaged)
-        return CheckpointError(
-            f'no checkpoint under {self.root} can be restored (all are kept on disk):\n{listed}\n'
-            'Start over in a new --workdir (or move the damaged folders away).')
+        return CheckpointError(f'no checkpoint tried under {self.root} can be restored (all are '
+                               f'kept on disk):\n{listed}\n{hint}')
 
     def restore_newest(self, state_template: Any, data_iterator: Any | None = None
                        ) -> tuple[Any, dict[str, Any]] | None:
@@ -163,7 +163,8 @@ class Checkpoints:
             ((self.latest, s) for s in steps),
             lambda manager, step: self._restore_checked(manager, step, args, data_iterator))
         if found is None:
-            raise self._none_restores(damaged)
+            raise self._none_restores(damaged, 'Start over in a new --workdir (or move the '
+                                               'damaged folders away).')
         for path, _ in damaged:
             self.move_aside(self.latest, int(path.name))
         return found[2]
@@ -197,7 +198,9 @@ class Checkpoints:
         found, damaged = self._walk(
             candidates, lambda manager, step: self._restore_checked(manager, step, args)[0])
         if found is None:
-            raise self._none_restores(damaged)
+            raise self._none_restores(damaged, f'Choose another --checkpoint (latest: '
+                                      f'{sorted(s for _, s in latest)}, best: '
+                                      f'{sorted(s for _, s in best)}) or pass --weights FILE.')
         manager, step, tree = found
         if damaged:
             log.warning('using %s/%d instead of the damaged %s (kept on disk)', manager.directory,

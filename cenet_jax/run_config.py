@@ -32,8 +32,9 @@ CHANGES_FILE = 'config_changes.jsonl'
 LOCKED_FIELDS = ('model', 'data.name', 'data.image_size', 'data.num_classes',
                  'data.class_values', 'data.normalization', 'data.channel_order', 'batch_size',
                  'optim.name')
-# Model fields that change neither shapes nor names: the compute dtype, the initialisation file.
-FREE_MODEL_FIELDS = ('model.dtype', 'model.pretrained')
+# Model fields that change neither parameter names nor shapes: the compute dtype, the
+# initialisation file, the convolution formulation (models/layers.py).
+FREE_MODEL_FIELDS = ('model.dtype', 'model.pretrained', 'model.conv_impl')
 # What inference takes from the run besides the model: how images were fed to the network.
 INFERENCE_DATA_FIELDS = ('data.image_size', 'data.num_classes', 'data.normalization',
                          'data.channel_order')
@@ -70,9 +71,10 @@ def as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def differences(stored: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """{dotted key: (stored value, given value)} for every field that differs (None = absent)."""
+    """{dotted key: (stored value, given value)} for every field both have and that differs
+    (a field only one side has comes from another version of the code: not compared)."""
     a, b = flatten(stored), flatten(given)
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    return {k: (a[k], b[k]) for k in sorted(set(a) & set(b)) if a[k] != b[k]}
 
 
 def _describe(diffs: Mapping[str, tuple[Any, Any]], stored: str, given: str) -> str:

@@ -156,7 +156,7 @@ def test_resume_with_no_restorable_checkpoint_is_an_error_and_moves_nothing(run_
     status, err = run_reporting(
         lambda: loop.train_and_evaluate(run_config_of_the_fixture(), run_copy), capsys)
     assert status == 2, err
-    assert 'no checkpoint under' in err and 'latest/4' in err and 'latest/2' in err
+    assert 'no checkpoint tried under' in err and 'latest/4' in err and 'latest/2' in err
     assert 'new --workdir' in err
     assert snapshot(run_copy) == before
 
