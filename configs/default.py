@@ -33,6 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.batch_size = 8                 # global, over all devices of all hosts
+    config.grad_accum_steps = 1           # split each batch into k micro-batches (one update)
     config.num_epochs = 100
     config.num_train_steps = -1           # > 0 overrides num_epochs
     config.log_every_steps = 20

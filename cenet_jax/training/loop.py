@@ -32,6 +32,7 @@ from cenet_jax.losses import predict_classes, segmentation_loss
 from cenet_jax.models import build_model
 from cenet_jax.predictor import BatchPredictor, as_record_stream, predict_records
 from cenet_jax.training import parallel
+from cenet_jax.training.accumulate import check_grad_accum
 from cenet_jax.training.state import TrainState, create_train_state, learning_rate_schedule, make_optimizer
 from cenet_jax.training.step import train_step
 
@@ -175,6 +176,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     primary = jax.process_index() == 0
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
+    check_grad_accum(int(config.grad_accum_steps), config.batch_size, mesh.devices.size)
     if config.best_mode not in ('max', 'min'):
         raise ConfigError(f"config.best_mode must be 'max' or 'min', got {config.best_mode!r}")
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoints)
@@ -214,7 +216,8 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
     state_sharding = parallel.replicated(mesh)
     step_fn = jax.jit(
         functools.partial(train_step, model=model, tx=tx, loss_fn=make_loss_fn(config.loss),
-                          use_mask=config.loss.use_fov_mask),
+                          use_mask=config.loss.use_fov_mask,
+                          grad_accum_steps=int(config.grad_accum_steps)),
         in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
         out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
 

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
+from cenet_jax.training.accumulate import accumulated_value_and_grad
 from cenet_jax.training.state import TrainState
 
 # loss_fn(logits (N, H, W, K), labels int (N, H, W), mask float (N, H, W) | None) -> scalar
@@ -16,18 +17,22 @@ LossFn = Callable[[jax.Array, jax.Array, jax.Array | None], jax.Array]
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
                tx: optax.GradientTransformation, loss_fn: LossFn,
-               use_mask: bool = False) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One SGD step with BatchNorm in training mode (statistics over the global batch)."""
+               use_mask: bool = False, grad_accum_steps: int = 1
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer step with BatchNorm in training mode (statistics over the global batch,
+    or over each micro-batch when the gradients of `grad_accum_steps` of them are averaged)."""
     rng, step_rng = jax.random.split(state.rng)
-    mask = batch['fov'] if use_mask else None
 
-    def loss_and_stats(params: Any) -> tuple[jax.Array, Any]:
+    def loss_and_stats(params: Any, part: dict[str, jax.Array], part_rng: jax.Array
+                       ) -> tuple[jax.Array, Any]:
         logits, updates = model.apply(
-            {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
-            mutable=['batch_stats'], rngs={'dropout': step_rng})
-        return loss_fn(logits, batch['label'], mask), updates['batch_stats']
+            {'params': params, 'batch_stats': state.batch_stats}, part['image'], train=True,
+            mutable=['batch_stats'], rngs={'dropout': part_rng})
+        mask = part['fov'] if use_mask else None
+        return loss_fn(logits, part['label'], mask), updates.get('batch_stats', {})
 
-    (loss, batch_stats), grads = jax.value_and_grad(loss_and_stats, has_aux=True)(state.params)
+    (loss, batch_stats), grads = accumulated_value_and_grad(
+        loss_and_stats, state.params, batch, step_rng, grad_accum_steps)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
