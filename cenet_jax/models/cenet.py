@@ -36,14 +36,15 @@ class CENet(nn.Module):
     context: tuple[tuple[str, Callable[..., nn.Module]], ...] = ()
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         check_input_size(x.shape)
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl)
         e1, e2, e3, e4 = ResNetEncoder(self.encoder_depth, name='encoder', **kw)(x, train)
         for name, factory in self.context:
-            e4 = factory(name=name, **kw)(e4, train)
+            e4 = factory(name=name, dtype=self.dtype, param_dtype=self.param_dtype)(e4, train)
         c1, c2, c3, _ = encoder_channels(self.encoder_depth)
         d4 = DecoderBlock(c3, name='decoder4', **kw)(e4, train) + e3
         d3 = DecoderBlock(c2, name='decoder3', **kw)(d4, train) + e2

@@ -11,6 +11,7 @@ from flax import linen as nn
 from cenet_jax.config_utils import update_fields
 from cenet_jax.models.cenet import CENet
 from cenet_jax.models.context import context_names, resolve_context_block
+from cenet_jax.models.conv_math import resolve_conv_impl
 from cenet_jax.models.unet import UNet
 
 # Table VI of the paper, each a few model-config values away from the reference CE-Net.
@@ -25,7 +26,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     'backbone_inception_resnet': dict(architecture='cenet', context=('inception_resnet',)),
 }
 
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16,
+          'float64': jnp.float64}  # float64: numerical reference checks (needs jax x64)
 
 
 def reference_config(variant: str = 'cenet') -> ml_collections.ConfigDict:
@@ -44,6 +46,7 @@ def reference_config(variant: str = 'cenet') -> ml_collections.ConfigDict:
     cfg.unet_bilinear = True
     cfg.dtype = 'float32'           # compute dtype; 'bfloat16' for GPU/TPU mixed precision
     cfg.param_dtype = 'float32'     # parameters and BN statistics stay float32
+    cfg.conv_impl = 'auto'          # 'xla' | 'matmul' | 'auto' (matmul on CPU, xla on GPU/TPU)
     cfg.pretrained = ''             # converted weights (.msgpack) to start from; '' = random
     apply_variant(cfg, variant)
     return cfg
@@ -62,12 +65,17 @@ def _dtype(name: str) -> Any:
     return DTYPES[name]
 
 
-def _block_options(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
+BUILTIN_CONTEXT_BLOCKS = ('dac', 'rmp', 'inception', 'inception_resnet')
+
+
+def _block_options(cfg: Mapping[str, Any], name: str, conv_impl: str) -> dict[str, Any]:
     builtin = {
         'dac': dict(shared=bool(cfg['dac_shared']), atrous=bool(cfg['dac_atrous'])),
         'rmp': dict(pool_sizes=tuple(int(k) for k in cfg['rmp_pool_sizes'])),
     }
     options = dict(builtin.get(name, {}))
+    if name in BUILTIN_CONTEXT_BLOCKS:
+        options['conv_impl'] = conv_impl
     extra = cfg.get('context_options', None) or {}
     options.update(dict(extra.get(name, {})))
     return options
@@ -83,10 +91,11 @@ def build_model(model_cfg: Mapping[str, Any], context_blocks: tuple = ()) -> nn.
     num_classes = int(model_cfg['num_classes'])
     if num_classes < 1:
         raise ValueError(f'model.num_classes must be >= 1 (1 = binary sigmoid), got {num_classes}')
+    conv_impl = resolve_conv_impl(str(model_cfg.get('conv_impl', 'auto')))
     arch = model_cfg['architecture']
     if arch == 'unet':
         return UNet(num_classes, int(model_cfg['unet_width']), bool(model_cfg['unet_bilinear']),
-                    dtype, param_dtype)
+                    dtype, param_dtype, conv_impl)
     if arch != 'cenet':
         raise ValueError(f"unknown model.architecture {arch!r}; choose 'cenet' or 'unet'")
     specs = tuple(context_blocks) or tuple(model_cfg['context'])
@@ -94,5 +103,7 @@ def build_model(model_cfg: Mapping[str, Any], context_blocks: tuple = ()) -> nn.
     context = []
     for name, spec in zip(names, specs):
         key, factory = resolve_context_block(spec)
-        context.append((name, functools.partial(factory, **_block_options(model_cfg, key))))
-    return CENet(num_classes, int(model_cfg['encoder_depth']), tuple(context), dtype, param_dtype)
+        context.append((name, functools.partial(factory,
+                                                **_block_options(model_cfg, key, conv_impl))))
+    return CENet(num_classes, int(model_cfg['encoder_depth']), tuple(context), dtype, param_dtype,
+                 conv_impl)

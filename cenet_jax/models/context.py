@@ -32,6 +32,7 @@ class DACBlock(nn.Module):
     rates: tuple[int, int, int] = (1, 3, 5)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -39,7 +40,7 @@ class DACBlock(nn.Module):
         rates = self.rates if self.atrous else (1, 1, 1)
 
         def make(name: str, kind: str) -> Conv:
-            kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, bias_init=zeros, name=name)
+            kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl, bias_init=zeros, name=name)
             if kind == 'c':
                 return Conv(channels, 1, 1, 0, **kw)
             r = rates[int(kind[1]) - 1]
@@ -48,12 +49,18 @@ class DACBlock(nn.Module):
         names = {'d1': 'dilate1', 'd2': 'dilate2', 'd3': 'dilate3', 'c': 'conv1x1'}
         branches = (('d1',), ('d2', 'c'), ('d1', 'd2', 'c'), ('d1', 'd2', 'd3', 'c'))
         shared = {k: make(n, k) for k, n in names.items()} if self.shared else None
+        prefixes: dict[tuple[str, ...], jax.Array] = {(): x}  # shared weights: d1(x), d2(d1(x)) once
         out = x
         for b, chain in enumerate(branches, start=1):
             y = x
-            for kind in chain:
+            for depth, kind in enumerate(chain, start=1):
+                key = chain[:depth]
+                if shared and key in prefixes:
+                    y = prefixes[key]
+                    continue
                 conv = shared[kind] if shared else make(f'branch{b}_{names[kind]}', kind)
                 y = conv(y)
+                prefixes[key] = y
             out = out + relu(y)
         return out
 
@@ -70,11 +77,13 @@ class RMPBlock(nn.Module):
     pool_sizes: tuple[int, ...] = (2, 3, 5, 6)
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         n, h, w, _ = x.shape
-        conv = Conv(1, 1, 1, 0, dtype=self.dtype, param_dtype=self.param_dtype, name='conv')
+        conv = Conv(1, 1, 1, 0, dtype=self.dtype, param_dtype=self.param_dtype,
+                    conv_impl=self.conv_impl, name='conv')
         pooled = []
         for k in self.pool_sizes:
             kh, kw = min(k, h), min(k, w)
@@ -89,11 +98,12 @@ class InceptionBlock(nn.Module):
     relu(c1 x) + relu(c3 c1 x) + relu(c5 c1 x) + maxpool3x3(x), the 1x1 conv shared, no residual."""
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         c = x.shape[-1]
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, bias_init=zeros)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl, bias_init=zeros)
         c1 = Conv(c, 1, 1, 0, name='conv1x1', **kw)
         c3 = Conv(c, 3, 1, 1, name='conv3x3', **kw)
         c5 = Conv(c, 5, 1, 2, name='conv5x5', **kw)
@@ -105,11 +115,12 @@ class InceptionResNetBlock(nn.Module):
     a = relu(c1 x), b = relu(c3 c1 x), m = relu(cm [a, b]), out = x + relu(c1 m); c1 shared."""
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         c = x.shape[-1]
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, bias_init=zeros)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl, bias_init=zeros)
         c1 = Conv(c, 1, 1, 0, name='dilate1', **kw)
         c3 = Conv(c, 3, 1, 1, name='dilate3', **kw)
         cm = Conv(c, 1, 1, 0, name='conv1x1', **kw)

@@ -16,11 +16,12 @@ class DecoderBlock(nn.Module):
     features: int
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         mid = x.shape[-1] // 4
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl)
         x = Conv(mid, 1, 1, 0, name='conv1', **kw)(x)
         x = nn.relu(batch_norm(train, self.dtype, self.param_dtype, name='norm1')(x))
         x = ConvTranspose(mid, 3, 2, 1, output_padding=1, name='deconv2', **kw)(x)
@@ -35,10 +36,11 @@ class SegmentationHead(nn.Module):
     width: int = 32
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl)
         x = nn.relu(ConvTranspose(self.width, 4, 2, 1, name='final_deconv1', **kw)(x))
         x = nn.relu(Conv(self.width, 3, 1, 1, name='final_conv2', **kw)(x))
         return Conv(self.num_classes, 3, 1, 1, name='final_conv3', **kw)(x)

@@ -2,9 +2,10 @@
 
 Parameters are stored once, in the layout the PyTorch converters expect (kernel HWIO for
 regular convolutions, (kH, kW, Cout, Cin) for transposed ones, exactly
-`torch_weight.transpose(2, 3, 1, 0)`), and the arithmetic lives in two functions,
-`conv2d` and `conv2d_transpose`. A faster formulation (say, a custom VJP for the weight
-gradient) replaces those functions without touching parameter names or shapes.
+`torch_weight.transpose(2, 3, 1, 0)`), and the arithmetic lives in `conv_math.conv2d` and
+`conv_math.conv2d_transpose`, in the formulation named by `conv_impl` ('xla' or 'matmul',
+see `conv_math`). The formulation changes speed only: parameter names, shapes and values
+are the same in both.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+
+from cenet_jax.models.conv_math import conv2d, conv2d_transpose
 
 Padding = Sequence[tuple[int, int]]
 Initializer = Callable[..., jax.Array]
@@ -34,30 +37,6 @@ def torch_default_bias_init(fan_in: int) -> Initializer:
     return init
 
 
-def conv2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: Padding,
-           dilation: tuple[int, int]) -> jax.Array:
-    """NHWC x HWIO cross-correlation with explicit (PyTorch-style) padding."""
-    return jax.lax.conv_general_dilated(
-        x, kernel, window_strides=strides, padding=tuple(padding),
-        rhs_dilation=dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
-def conv2d_transpose(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
-                     padding: tuple[int, int], output_padding: tuple[int, int]) -> jax.Array:
-    """PyTorch ConvTranspose2d semantics; `kernel` is (kH, kW, Cout, Cin).
-
-    Computed as the gradient-of-convolution form: dilate the input by the stride, pad by
-    k - 1 - p (plus output_padding at the end), correlate with the flipped kernel.
-    """
-    kh, kw = kernel.shape[:2]
-    flipped = jnp.flip(kernel, axis=(0, 1)).transpose(0, 1, 3, 2)  # (kH, kW, Cin, Cout)
-    pads = ((kh - 1 - padding[0], kh - 1 - padding[0] + output_padding[0]),
-            (kw - 1 - padding[1], kw - 1 - padding[1] + output_padding[1]))
-    return jax.lax.conv_general_dilated(
-        x, flipped, window_strides=(1, 1), padding=pads, lhs_dilation=strides,
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -74,6 +53,7 @@ class Conv(nn.Module):
     param_dtype: Any = jnp.float32
     kernel_init: Initializer = torch_default_kernel_init
     bias_init: Initializer | None = None  # None: PyTorch's default U(+-1/sqrt(fan_in))
+    conv_impl: str = 'xla'               # 'xla' | 'matmul' (conv_math); speed only
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -83,7 +63,7 @@ class Conv(nn.Module):
                             self.param_dtype)
         ph, pw = _pair(self.padding)
         y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), _pair(self.strides),
-                   ((ph, ph), (pw, pw)), _pair(self.dilation))
+                   ((ph, ph), (pw, pw)), _pair(self.dilation), self.conv_impl)
         if self.use_bias:
             init = self.bias_init or torch_default_bias_init(cin * kh * kw)
             bias = self.param('bias', init, (self.features,), self.param_dtype)
@@ -102,6 +82,7 @@ class ConvTranspose(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Initializer = torch_default_kernel_init
+    conv_impl: str = 'xla'               # 'xla' | 'matmul' (conv_math); speed only
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -113,7 +94,7 @@ class ConvTranspose(nn.Module):
                             self.param_dtype)
         y = conv2d_transpose(x.astype(self.dtype), kernel.astype(self.dtype),
                              _pair(self.strides), _pair(self.padding),
-                             _pair(self.output_padding))
+                             _pair(self.output_padding), self.conv_impl)
         if self.use_bias:
             init = torch_default_bias_init(self.features * kh * kw)
             bias = self.param('bias', init, (self.features,), self.param_dtype)
@@ -143,7 +124,7 @@ class BatchNorm(nn.Module):
         bias = self.param('bias', nn.initializers.zeros, (features,), self.param_dtype)
         ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
         ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
-        x32 = x.astype(jnp.float32)
+        x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # float32, or float64
         if self.use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
@@ -155,8 +136,8 @@ class BatchNorm(nn.Module):
                 unbiased = var * (count / max(count - 1, 1))
                 ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
                 ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * unbiased
-        mul = jax.lax.rsqrt(var + self.epsilon) * scale.astype(jnp.float32)
-        y = (x32 - mean) * mul + bias.astype(jnp.float32)
+        mul = jax.lax.rsqrt(var + self.epsilon) * scale.astype(x32.dtype)
+        y = (x32 - mean) * mul + bias.astype(x32.dtype)
         return y.astype(self.dtype)
 
 

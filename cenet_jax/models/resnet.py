@@ -37,10 +37,12 @@ class BasicBlock(nn.Module):
     stride: int = 1
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         conv = dict(use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
+                    conv_impl=self.conv_impl,
                     kernel_init=kaiming_fan_out_init)
         bn = dict(train=train, dtype=self.dtype, param_dtype=self.param_dtype)
         y = Conv(self.planes, 3, self.stride, 1, name='conv1', **conv)(x)
@@ -59,10 +61,12 @@ class Bottleneck(nn.Module):
     stride: int = 1
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         conv = dict(use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
+                    conv_impl=self.conv_impl,
                     kernel_init=kaiming_fan_out_init)
         bn = dict(train=train, dtype=self.dtype, param_dtype=self.param_dtype)
         out = self.planes * EXPANSION['bottleneck']
@@ -86,6 +90,7 @@ class ResNetEncoder(nn.Module):
     depth: int = 34
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, ...]:
@@ -93,14 +98,14 @@ class ResNetEncoder(nn.Module):
         kind, counts = RESNET_LAYOUTS[self.depth]
         block_cls = BasicBlock if kind == 'basic' else Bottleneck
         x = Conv(64, 7, 2, 3, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
-                 kernel_init=kaiming_fan_out_init, name='conv1')(x)
+                 kernel_init=kaiming_fan_out_init, conv_impl=self.conv_impl, name='conv1')(x)
         x = batch_norm(train, self.dtype, self.param_dtype, name='bn1')(x)
         x = max_pool(nn.relu(x), 3, 2, 1)
         features = []
         for stage, (planes, count) in enumerate(zip(STAGE_WIDTHS, counts)):
             for i in range(count):
                 stride = 2 if (stage > 0 and i == 0) else 1
-                x = block_cls(planes, stride, self.dtype, self.param_dtype,
+                x = block_cls(planes, stride, self.dtype, self.param_dtype, self.conv_impl,
                               name=f'layer{stage + 1}_{i}')(x, train)
             features.append(x)
         return tuple(features)

@@ -34,10 +34,11 @@ class DoubleConv(nn.Module):
     features: int
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl)
         for i in (1, 2):
             x = Conv(self.features, 3, 1, 1, name=f'conv{i}', **kw)(x)
             x = nn.relu(batch_norm(train, self.dtype, self.param_dtype, name=f'bn{i}')(x))
@@ -51,11 +52,12 @@ class UNet(nn.Module):
     bilinear: bool = True
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    conv_impl: str = 'xla'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         check_input_size(x.shape, 16)
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl)
         w = self.width
         skips = [DoubleConv(w, name='inc', **kw)(x, train)]
         for i, mult in enumerate((2, 4, 8, 8), start=1):

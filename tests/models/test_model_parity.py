@@ -70,19 +70,21 @@ def flax_forward(model, variables, x: np.ndarray, variant: str, train: bool = Fa
     return logits, stages, state.get('batch_stats')
 
 
-def converted(reference_model, variant: str):
-    """(PyTorch model, Flax model, converted variables) for a variant."""
+def converted(reference_model, variant: str, conv_impl: str = 'auto'):
+    """(PyTorch model, Flax model, converted variables) for a variant and conv formulation."""
     model_torch = reference_model(variant)
     cfg = reference_config(variant)
+    cfg.conv_impl = conv_impl
     return model_torch, build_model(cfg), torch_cenet_to_flax(model_torch.state_dict(), cfg)
 
 
-def compare_network(check_parity, reference_model, variant: str, shape: tuple[int, ...]):
-    model_torch, model, variables = converted(reference_model, variant)
+def compare_network(check_parity, reference_model, variant: str, shape: tuple[int, ...],
+                    conv_impl: str = 'auto'):
+    model_torch, model, variables = converted(reference_model, variant, conv_impl)
     x = random_images(shape, seed=sum(shape))
     ref_logits, ref_stages = torch_forward(model_torch, x)
     logits, stages, _ = flax_forward(model, variables, x, variant)
-    label = f'{variant} {shape[1]}x{shape[2]} batch {shape[0]}'
+    label = f'{variant} {conv_impl} {shape[1]}x{shape[2]} batch {shape[0]}'
     assert set(stages) == set(ref_stages), (sorted(stages), sorted(ref_stages))
     for name in TORCH_STAGES + SHARED_STAGES[4:]:
         if name in ref_stages:
@@ -108,9 +110,11 @@ def test_resnet_stages_match_torchvision(check_parity, torch, depth, shape):
         check_parity(f'resnet{depth} {shape[1]}x{shape[2]} layer{stage}', g, r)
 
 
-@pytest.mark.parametrize('shape', [(2, 192, 192, 3), (1, 192, 256, 3)])
-def test_cenet_matches_torch(check_parity, reference_model, shape):
-    compare_network(check_parity, reference_model, 'cenet', shape)
+@pytest.mark.parametrize('conv_impl, shape', [('matmul', (2, 192, 192, 3)),
+                                              ('matmul', (1, 192, 256, 3)),
+                                              ('xla', (2, 192, 192, 3))])
+def test_cenet_matches_torch(check_parity, reference_model, conv_impl, shape):
+    compare_network(check_parity, reference_model, 'cenet', shape, conv_impl)
 
 
 @pytest.mark.parametrize('variant, shape', [
@@ -126,14 +130,15 @@ def test_variant_matches_torch(check_parity, reference_model, variant, shape):
     compare_network(check_parity, reference_model, variant, shape)
 
 
-def test_cenet_training_mode_matches_torch(check_parity, reference_model):
+@pytest.mark.parametrize('conv_impl', ['xla', 'matmul'])
+def test_cenet_training_mode_matches_torch(check_parity, reference_model, conv_impl):
     """Batch statistics in the forward pass, and running statistics updated with momentum 0.1
     (PyTorch) == 0.9 (Flax), unbiased variance included."""
-    model_torch, model, variables = converted(reference_model, 'cenet')
+    model_torch, model, variables = converted(reference_model, 'cenet', conv_impl)
     x = random_images((2, 192, 192, 3), seed=7)
     ref_logits, _ = torch_forward(model_torch.train(), x)
     logits, _, new_stats = flax_forward(model, variables, x, 'cenet', train=True)
-    check_parity('cenet train mode 192x192 batch 2 logits', logits, ref_logits)
+    check_parity(f'cenet {conv_impl} train mode 192x192 batch 2 logits', logits, ref_logits)
 
     ref_stats = torch_cenet_to_flax(model_torch.state_dict(), reference_config('cenet'))
     ref_flat = traverse_util.flatten_dict(ref_stats['batch_stats'], sep='/')
@@ -144,5 +149,5 @@ def test_cenet_training_mode_matches_torch(check_parity, reference_model):
     ratio = {k: np.abs(np.asarray(got_flat[k]) - ref_flat[k]).max() / np.abs(ref_flat[k]).max()
              for k in ref_flat}
     worst = max(ratio, key=ratio.get)
-    check_parity(f'cenet train mode running stats (worst of {len(ratio)}: {worst})',
+    check_parity(f'cenet {conv_impl} train mode running stats (worst of {len(ratio)}: {worst})',
                  got_flat[worst], ref_flat[worst])

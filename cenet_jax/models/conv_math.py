@@ -1,0 +1,314 @@
+"""Convolution arithmetic behind `layers.Conv` / `layers.ConvTranspose`, in two formulations.
+
+`xla`: `lax.conv_general_dilated` for everything (XLA's own convolution kernels and gradients).
+
+`matmul`: the same functions written so that the expensive parts are plain matrix products,
+which XLA:CPU runs at its full GEMM rate while its convolution gradients do not (openxla/xla
+#34273): 1x1 convolutions are `dot`s; 3x3 stride-1 convolutions use Winograd F(2x2, 3x3)
+(16 batched matmuls with 2.25x fewer multiplies, differentiated by autodiff so the input and
+weight gradients get the same saving); other convolutions keep XLA's forward and input
+gradient but compute the weight gradient as im2col (strided slices) times one matmul; and
+transposed convolutions are one matmul over channels followed by an overlap-add of the k x k
+taps (no zero-inserted input). Every function takes and returns the same arrays as its
+`xla` twin (NHWC input, HWIO kernel, PyTorch's explicit padding), so parameters, converters
+and checkpoints do not depend on the formulation.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Pair = tuple[int, int]
+Padding = Sequence[tuple[int, int]]
+
+CONV_IMPLS = ('xla', 'matmul', 'auto')
+# Below this many output channels (the logits layer) a GEMM is a thin matrix-vector product
+# and XLA's own convolution is faster.
+MIN_MATMUL_FEATURES = 8
+# Below this many pixels (N*H*W) im2col's weight gradient beats Winograd's 16 thin products.
+MIN_WINOGRAD_PIXELS = 1024
+_DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
+    """'auto' -> 'matmul' on CPU (measured faster there), 'xla' on GPU/TPU (cuDNN, TPU convs)."""
+    if impl not in CONV_IMPLS:
+        raise ValueError(f'model.conv_impl must be one of {CONV_IMPLS}, got {impl!r}')
+    if impl != 'auto':
+        return impl
+    backend = backend or jax.default_backend()
+    return 'matmul' if backend == 'cpu' else 'xla'
+
+
+def _accumulator(dtype: jnp.dtype) -> jnp.dtype:
+    """float32 accumulation for float32 / bf16 / fp16 inputs, float64 for float64 ones."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _dot(a: jax.Array, b: jax.Array, contract: tuple[int, int]) -> jax.Array:
+    """2-D matrix product over the given axes, accumulated in float32 and cast back."""
+    out = jax.lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((), ())),
+                              preferred_element_type=_accumulator(a.dtype))
+    return out.astype(a.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# XLA's native convolutions (the reference formulation).
+
+def xla_conv(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding,
+             dilation: Pair) -> jax.Array:
+    """NHWC x HWIO cross-correlation with explicit (PyTorch-style) padding."""
+    return jax.lax.conv_general_dilated(
+        x, kernel, window_strides=strides, padding=tuple(tuple(p) for p in padding),
+        rhs_dilation=dilation, dimension_numbers=_DIMS)
+
+
+def xla_conv_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pair,
+                       output_padding: Pair) -> jax.Array:
+    """PyTorch ConvTranspose2d with kernel (kH, kW, Cout, Cin): dilate the input by the stride,
+    pad by k - 1 - p (plus output_padding at the end), correlate with the flipped kernel."""
+    kh, kw = kernel.shape[:2]
+    flipped = jnp.flip(kernel, axis=(0, 1)).transpose(0, 1, 3, 2)  # (kH, kW, Cin, Cout)
+    pads = ((kh - 1 - padding[0], kh - 1 - padding[0] + output_padding[0]),
+            (kw - 1 - padding[1], kw - 1 - padding[1] + output_padding[1]))
+    return jax.lax.conv_general_dilated(
+        x, flipped, window_strides=(1, 1), padding=pads, lhs_dilation=strides,
+        dimension_numbers=_DIMS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Matmul formulations.
+
+def conv_1x1(x: jax.Array, kernel: jax.Array, strides: Pair) -> jax.Array:
+    """A 1x1 convolution (no padding) as one matmul over channels; stride = subsampling."""
+    if strides != (1, 1):
+        x = x[:, ::strides[0], ::strides[1]]
+    n, h, w, cin = x.shape
+    y = _dot(x.reshape(n * h * w, cin), kernel.reshape(cin, -1), (1, 0))
+    return y.reshape(n, h, w, -1)
+
+
+def output_size(size: int, k: int, stride: int, pad: tuple[int, int], dilation: int) -> int:
+    """Output length of a convolution along one axis (PyTorch's floor rule)."""
+    return (size + pad[0] + pad[1] - dilation * (k - 1) - 1) // stride + 1
+
+
+def im2col_t(x: jax.Array, kernel_hw: Pair, strides: Pair, padding: Padding,
+             dilation: Pair) -> jax.Array:
+    """Transposed patch matrix (kh*kw*C, N*Ho*Wo), rows ordered (i, j, c) like HWIO.
+
+    Built from k*k strided slices of the channel-major input, so the weight gradient
+    `im2col_t(x) @ g` is a plain row-major GEMM: XLA:CPU runs (M, K) x (K, N) at its full
+    rate, but a product that contracts the leading axis of a (K, M) matrix 2-3x slower.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = kernel_hw, strides, dilation
+    n, h, w, c = x.shape
+    ho = output_size(h, kh, sh, padding[0], dh)
+    wo = output_size(w, kw, sw, padding[1], dw)
+    xp = jnp.pad(x.transpose(3, 0, 1, 2), ((0, 0), (0, 0), tuple(padding[0]), tuple(padding[1])))
+    cols = [jax.lax.slice(xp, (0, 0, i * dh, j * dw),
+                          (c, n, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1),
+                          (1, 1, sh, sw))
+            for i in range(kh) for j in range(kw)]
+    return jnp.stack(cols).reshape(kh * kw * c, n * ho * wo)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_im2col_grad(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding,
+                     dilation: Pair) -> jax.Array:
+    """XLA's convolution and input gradient; the weight gradient as im2col times one matmul."""
+    return xla_conv(x, kernel, strides, padding, dilation)
+
+
+def _conv_im2col_fwd(x, kernel, strides, padding, dilation):
+    return xla_conv(x, kernel, strides, padding, dilation), (x, kernel)
+
+
+def _conv_im2col_bwd(strides, padding, dilation, residuals, g):
+    x, kernel = residuals
+    _, input_vjp = jax.vjp(lambda x_: xla_conv(x_, kernel, strides, padding, dilation), x)
+    (dx,) = input_vjp(g)
+    kh, kw, cin, cout = kernel.shape
+    patches_t = im2col_t(x, (kh, kw), strides, padding, dilation)
+    dk = _dot(patches_t, g.reshape(-1, cout), (1, 0))
+    return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
+
+
+conv_im2col_grad.defvjp(_conv_im2col_fwd, _conv_im2col_bwd)
+
+# Winograd F(2x2, 3x3) (Lavin & Gray 2016) for the weight gradient of 3x3 stride-1 convolutions:
+# forward y = A^T [(G w G^T) . (B^T d B)] A on 4x4 input tiles d (stride 2) giving 2x2 outputs,
+# so dL/dw = G^T [sum over tiles and pixels of (B^T d B) (A dy A^T)] G: 16 products over
+# N*H*W/4 rows instead of im2col's 9 over N*H*W, and 4x (not 9x) the input in transforms.
+_WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]],
+                       np.float32)
+
+
+def _winograd_input_1d(d: list[jax.Array]) -> list[jax.Array]:
+    """B^T d along one axis for the 4 tile rows d0..d3."""
+    return [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
+
+
+def _winograd_grad_1d(y: list[jax.Array]) -> list[jax.Array]:
+    """A dy along one axis: the 4 transformed values of a tile from its 2 output gradients."""
+    return [y[0], y[0] + y[1], y[0] - y[1], -y[1]]
+
+
+def winograd_weight_grad(x: jax.Array, g: jax.Array) -> jax.Array:
+    """dL/dkernel (3, 3, Cin, Cout) of a 3x3 stride-1 padding-1 convolution, NHWC x and
+    output gradient g. Odd sizes are padded to even (zero gradient there)."""
+    n, h, w, cin = x.shape
+    cout = g.shape[-1]
+    th, tw = (h + 1) // 2, (w + 1) // 2
+    xp = jnp.pad(x, ((0, 0), (1, 1 + 2 * th - h), (1, 1 + 2 * tw - w), (0, 0)))
+    gp = jnp.pad(g, ((0, 0), (0, 2 * th - h), (0, 2 * tw - w), (0, 0)))
+    # Transforms stay NHWC with stride-2 slices on H and W, so they vectorise over channels.
+    v_rows = _winograd_input_1d([xp[:, r:r + 2 * th:2] for r in range(4)])
+    m_rows = _winograd_grad_1d([gp[:, r::2] for r in range(2)])
+    products = []
+    for v_row, m_row in zip(v_rows, m_rows):
+        v_tiles = _winograd_input_1d([v_row[:, :, c:c + 2 * tw:2] for c in range(4)])
+        m_tiles = _winograd_grad_1d([m_row[:, :, c::2] for c in range(2)])
+        products += [_dot(v.reshape(-1, cin), m.reshape(-1, cout), (0, 0))
+                     for v, m in zip(v_tiles, m_tiles)]
+    acc = _accumulator(x.dtype)
+    du = jnp.stack(products).reshape(4, 4, cin, cout).astype(acc)
+    gm = jnp.asarray(_WINOGRAD_G, acc)
+    return jnp.einsum('ai,abco,bj->ijco', gm, du, gm)
+
+
+@jax.custom_vjp
+def conv_3x3_winograd_grad(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3x3 stride-1 padding-1 convolution: XLA's forward and input gradient, Winograd
+    F(2x2, 3x3) weight gradient."""
+    return xla_conv(x, kernel, (1, 1), ((1, 1), (1, 1)), (1, 1))
+
+
+def _conv_3x3_fwd(x, kernel):
+    return conv_3x3_winograd_grad(x, kernel), (x, kernel)
+
+
+def _conv_3x3_bwd(residuals, g):
+    x, kernel = residuals
+    _, input_vjp = jax.vjp(lambda x_: xla_conv(x_, kernel, (1, 1), ((1, 1), (1, 1)), (1, 1)), x)
+    (dx,) = input_vjp(g)
+    return dx, winograd_weight_grad(x, g).astype(kernel.dtype)
+
+
+conv_3x3_winograd_grad.defvjp(_conv_3x3_fwd, _conv_3x3_bwd)
+
+
+def _overlap_add(cols: jax.Array, strides: Pair, padding: Pair, out_hw: Pair) -> jax.Array:
+    """Sum the taps cols (N, H, W, kh, kw, C) into the transposed-convolution output: tap
+    (a, b) of input pixel (i, j) lands on (s*i + a - p, s*j + b - p). Done per output phase
+    (a mod s, b mod s) with pads and adds, then the s*s phases are interleaved (no scatter)."""
+    n, h, w, kh, kw, c = cols.shape
+    (sh, sw), (ph, pw), (out_h, out_w) = strides, padding, out_hw
+    taps_h, taps_w = -(-kh // sh), -(-kw // sw)  # taps per phase (ceil)
+    lh, lw = h + taps_h - 1, w + taps_w - 1       # phase map size
+    phases = []
+    for ra in range(sh):
+        row = []
+        for rb in range(sw):
+            acc = jnp.zeros((n, lh, lw, c), cols.dtype)
+            for a in range(ra, kh, sh):
+                for b in range(rb, kw, sw):
+                    ta, tb = a // sh, b // sw
+                    acc = acc + jnp.pad(cols[:, :, :, a, b], ((0, 0), (ta, taps_h - 1 - ta),
+                                                              (tb, taps_w - 1 - tb), (0, 0)))
+            row.append(acc)
+        phases.append(jnp.stack(row, axis=3))           # (n, lh, lw, sw, C)
+    full = jnp.stack(phases, axis=2).reshape(n, lh * sh, lw * sw, c)
+    full = jnp.pad(full, ((0, 0), (0, max(0, ph + out_h - lh * sh)),
+                          (0, max(0, pw + out_w - lw * sw)), (0, 0)))
+    return full[:, ph:ph + out_h, pw:pw + out_w]
+
+
+def _transpose_output_hw(x_hw: Pair, kernel_hw: Pair, strides: Pair, padding: Pair,
+                         output_padding: Pair) -> Pair:
+    return tuple((x_hw[d] - 1) * strides[d] - 2 * padding[d] + kernel_hw[d] + output_padding[d]
+                 for d in range(2))  # type: ignore[return-value]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_transpose_matmul(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pair,
+                          output_padding: Pair) -> jax.Array:
+    """PyTorch ConvTranspose2d as one matmul (N*H*W, Cin) x (Cin, kh*kw*Cout) and an
+    overlap-add of the k x k taps (no zero-inserted input).
+
+    Gradients: the input gradient of a transposed convolution is the ordinary stride-s
+    convolution of the output gradient (XLA's fast strided convolution), and the weight
+    gradient is im2col of the output gradient times the input, one GEMM.
+    """
+    kh, kw, cout, cin = kernel.shape
+    n, h, w, _ = x.shape
+    cols = _dot(x.reshape(n * h * w, cin), kernel.reshape(kh * kw * cout, cin), (1, 1))
+    out_hw = _transpose_output_hw((h, w), (kh, kw), strides, padding, output_padding)
+    return _overlap_add(cols.reshape(n, h, w, kh, kw, cout), strides, padding, out_hw)
+
+
+def _gradient_conv_padding(x_hw: Pair, g_hw: Pair, kernel_hw: Pair, strides: Pair,
+                           padding: Pair) -> tuple[tuple[int, int], ...]:
+    """Padding of the output gradient so that its stride-s k x k correlation has x's size."""
+    return tuple((padding[d], (x_hw[d] - 1) * strides[d] + kernel_hw[d] - padding[d] - g_hw[d])
+                 for d in range(2))
+
+
+def _conv_transpose_fwd(x, kernel, strides, padding, output_padding):
+    return conv_transpose_matmul(x, kernel, strides, padding, output_padding), (x, kernel)
+
+
+def _conv_transpose_bwd(strides, padding, output_padding, residuals, g):
+    x, kernel = residuals
+    kh, kw, cout, cin = kernel.shape
+    n, h, w, _ = x.shape
+    pads = _gradient_conv_padding((h, w), g.shape[1:3], (kh, kw), strides, padding)
+    # A negative high padding (output_padding > padding) crops the gradient first.
+    g = g[:, :g.shape[1] + min(0, pads[0][1]), :g.shape[2] + min(0, pads[1][1])]
+    pads = tuple((lo, max(0, hi)) for lo, hi in pads)
+    dx = xla_conv(g, kernel, strides, pads, (1, 1))  # (kh, kw, Cout, Cin) is HWIO here
+    patches_t = im2col_t(g, (kh, kw), strides, pads, (1, 1))      # (kh*kw*Cout, N*H*W)
+    dk = _dot(patches_t, x.reshape(n * h * w, cin), (1, 0))
+    return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
+
+
+conv_transpose_matmul.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+
+
+def matmul_conv(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding,
+                dilation: Pair) -> jax.Array:
+    """The matmul formulation of `xla_conv`: picks 1x1 dot, Winograd or im2col-gradient."""
+    kh, kw, _, cout = kernel.shape
+    padding = tuple(tuple(int(v) for v in p) for p in padding)
+    if cout < MIN_MATMUL_FEATURES:
+        return xla_conv(x, kernel, strides, padding, dilation)
+    if (kh, kw) == (1, 1) and padding == ((0, 0), (0, 0)):
+        return conv_1x1(x, kernel, strides)
+    if ((kh, kw) == (3, 3) and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1)
+            and padding == ((1, 1), (1, 1)) and x.shape[0] * x.shape[1] * x.shape[2] >= MIN_WINOGRAD_PIXELS):
+        return conv_3x3_winograd_grad(x, kernel)
+    return conv_im2col_grad(x, kernel, tuple(strides), padding, tuple(dilation))
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding, dilation: Pair,
+           impl: str = 'xla') -> jax.Array:
+    """Cross-correlation NHWC x HWIO with explicit padding, in the chosen formulation."""
+    if impl == 'xla':
+        return xla_conv(x, kernel, strides, padding, dilation)
+    if impl == 'matmul':
+        return matmul_conv(x, kernel, strides, padding, dilation)
+    raise ValueError(f"conv impl must be 'xla' or 'matmul' here (resolve 'auto' first), got {impl!r}")
+
+
+def conv2d_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pair,
+                     output_padding: Pair, impl: str = 'xla') -> jax.Array:
+    """PyTorch ConvTranspose2d semantics (kernel (kH, kW, Cout, Cin)) in the chosen formulation."""
+    if impl == 'xla':
+        return xla_conv_transpose(x, kernel, strides, padding, output_padding)
+    if impl == 'matmul':
+        return conv_transpose_matmul(x, kernel, strides, padding, output_padding)
+    raise ValueError(f"conv impl must be 'xla' or 'matmul' here (resolve 'auto' first), got {impl!r}")
