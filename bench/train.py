@@ -11,9 +11,11 @@ alone; the JAX columns come once per `--impls` formulation (`model.conv_impl`).
     python bench/train.py --vs-torch                      # the default CPU table
   python bench/train.py --cases train_b8_448_f32 --impls xla,matmul --json out.json
 
-Columns: compile (s), median step (ms), images/s, peak memory (RSS on CPU, the allocator's
-peak on GPU, MB), GFLOP/s from XLA's cost analysis of the compiled program, and the ratio
-JAX / PyTorch of the median step (below 1 means JAX is faster).
+Columns: compile (s), median step (ms), images/s, peak memory (MB; on CPU the process's peak
+RSS, which for JAX includes the compiler's own peak, and beside it XLA's buffer assignment of
+the step: arguments + outputs + temporaries; on GPU the allocator's peak), GFLOP/s from XLA's
+cost analysis of the compiled program, and the ratio JAX / PyTorch of the median step (below 1
+means JAX is faster).
 """
 from __future__ import annotations
 
@@ -116,6 +118,9 @@ def jax_worker(case: str, impl: str, steps: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    xla_mb = (sum(getattr(mem, f) for f in ('temp_size_in_bytes', 'argument_size_in_bytes',
+                                            'output_size_in_bytes')) / 2**20 if mem else None)
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float((cost or {}).get('flops', 0.0))
@@ -132,7 +137,8 @@ def jax_worker(case: str, impl: str, steps: int) -> dict[str, Any]:
     stats = device.memory_stats() if device.platform != 'cpu' else None
     peak = stats['peak_bytes_in_use'] / 2**20 if stats else _peak_rss_mb()
     return dict(jax_compile_s=compile_s, jax_ms=1e3 * step_s, jax_img_s=batch / step_s,
-                jax_peak_mb=peak, jax_gflops=flops / step_s / 1e9 if flops else None,
+                jax_peak_mb=peak, jax_xla_mb=xla_mb,
+                jax_gflops=flops / step_s / 1e9 if flops else None,
                 device=f'{jax.device_count()} x {device.device_kind}')
 
 
@@ -219,6 +225,16 @@ def run_worker(worker: str, case: str, steps: int) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
+def matmul_peak_tflops(dtype: str, n: int = 8192, steps: int = 10) -> float:
+    """The device's measured matmul rate (TFLOP/s) for an n x n x n product in `dtype`."""
+    import jax
+    import jax.numpy as jnp
+    a = jnp.ones((n, n), DTYPES[dtype])
+    f = jax.jit(lambda a: a @ a)
+    _, t = _time(lambda: jax.block_until_ready(f(a)), steps)
+    return 2 * n ** 3 / t / 1e12
+
+
 def _fmt(v: Any, spec: str) -> str:
     return '-' if v is None else format(v, spec)
 
@@ -233,11 +249,16 @@ def main() -> None:
     parser.add_argument('--torch-compile', action='store_true', help='also time torch.compile')
     parser.add_argument('--steps', type=int, default=3, help='timed steps per case (median)')
     parser.add_argument('--json', help='write the rows as a JSON list to this file')
+    parser.add_argument('--peak', action='store_true',
+                        help="first measure the device's f32 and bf16 matmul rate (GPU/TPU)")
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
     cases = [c for c in args.cases.split(',') if c]
     for c in cases:
         parse_case(c)
+    if args.worker == 'peak':
+        print(json.dumps({d: matmul_peak_tflops(d) for d in DTYPES}), flush=True)
+        return
     if args.worker:
         case = cases[0]
         if args.worker.startswith('jax:'):
@@ -249,8 +270,9 @@ def main() -> None:
 
     impls = [i for i in args.impls.split(',') if i]
     rows = []
-    header = '| case | impl | JAX compile (s) | JAX ms | JAX img/s | JAX peak MB | JAX GFLOP/s |'
-    sep = '|---|---|---|---|---|---|---|'
+    header = ('| case | impl | JAX compile (s) | JAX ms | JAX img/s | JAX peak MB | XLA buffers MB |'
+              ' JAX GFLOP/s |')
+    sep = '|---|---|---|---|---|---|---|---|'
     if args.vs_torch:
         header += ' torch ms | torch img/s | torch peak MB | ratio JAX/torch |'
         sep += '---|---|---|---|'
@@ -259,6 +281,12 @@ def main() -> None:
         sep += '---|---|'
     print(f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "(unset)")}; median of {args.steps} '
           'steps after a warm-up; each case and framework in its own process', flush=True)
+    if args.peak:
+        peak = run_worker('peak', cases[0], args.steps)
+        print('measured matmul rate (8192^3): ' + ', '.join(f'{d} {v:.0f} TFLOP/s'
+                                                           for d, v in peak.items()), flush=True)
+        header += ' % of matmul rate |'
+        sep += '---|'
     print(header + '\n' + sep, flush=True)
     for case in cases:
         torch_row = run_worker('torch', case, args.steps) if args.vs_torch else {}
@@ -269,7 +297,7 @@ def main() -> None:
                    **torch_row}
             line = (f'| {case} | {impl} | {row["jax_compile_s"]:.1f} | {row["jax_ms"]:.0f} | '
                     f'{row["jax_img_s"]:.2f} | {row["jax_peak_mb"]:.0f} | '
-                    f'{_fmt(row["jax_gflops"], ".0f")} |')
+                    f'{_fmt(row["jax_xla_mb"], ".0f")} | {_fmt(row["jax_gflops"], ".0f")} |')
             if args.vs_torch:
                 row['ratio'] = row['jax_ms'] / row['torch_ms']
                 line += (f' {row["torch_ms"]:.0f} | {row["torch_img_s"]:.2f} | '
@@ -277,6 +305,9 @@ def main() -> None:
             if args.torch_compile:
                 row['ratio_compiled'] = row['jax_ms'] / row['torchc_ms']
                 line += f' {row["torchc_ms"]:.0f} | {row["ratio_compiled"]:.2f} |'
+            if args.peak and row['jax_gflops']:
+                row['peak_fraction'] = row['jax_gflops'] / 1e3 / peak[parse_case(case)[3]]
+                line += f' {100 * row["peak_fraction"]:.0f} % |'
             print(line, flush=True)
             rows.append(row)
     if args.json:

@@ -49,11 +49,13 @@ def _accumulator(dtype: jnp.dtype) -> jnp.dtype:
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def _dot(a: jax.Array, b: jax.Array, contract: tuple[int, int]) -> jax.Array:
-    """2-D matrix product over the given axes, accumulated in float32 and cast back."""
+def _dot(a: jax.Array, b: jax.Array, contract: tuple[int, int],
+         accumulate: bool = False) -> jax.Array:
+    """2-D matrix product over the given axes, accumulated in float32 and cast back (kept in
+    the accumulator type with `accumulate`, for sums over several products)."""
     out = jax.lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((), ())),
                               preferred_element_type=_accumulator(a.dtype))
-    return out.astype(a.dtype)
+    return out if accumulate else out.astype(a.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,6 +84,31 @@ def xla_conv_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: 
 
 # ---------------------------------------------------------------------------------------------
 # Matmul formulations.
+
+# Weight gradients are summed over chunks of the batch of at most this many input bytes, so
+# their im2col / Winograd temporaries stay a few times this size instead of growing with the
+# batch (peak memory), and stay warm in cache between building them and multiplying them.
+WEIGHT_GRAD_CHUNK_BYTES = 32 * 2**20
+
+
+def sum_over_batch_chunks(fn, *arrays: jax.Array) -> jax.Array:
+    """sum(fn(*chunk) for chunks of the leading axis), chunks as large as fit in
+    WEIGHT_GRAD_CHUNK_BYTES (per the largest array), in a `lax.scan` when more than one."""
+    n = arrays[0].shape[0]
+    per_item = max(a[0].size * a.dtype.itemsize for a in arrays)
+    size = max(1, min(n, WEIGHT_GRAD_CHUNK_BYTES // max(per_item, 1)))
+    while n % size:
+        size -= 1
+    if size == n:
+        return fn(*arrays)
+    chunked = [a.reshape(n // size, size, *a.shape[1:]) for a in arrays]
+    first = jax.eval_shape(fn, *(c[0] for c in chunked))
+
+    def body(total, chunk):
+        return total + fn(*chunk), None
+
+    total, _ = jax.lax.scan(body, jnp.zeros(first.shape, first.dtype), chunked)
+    return total
 
 def conv_1x1(x: jax.Array, kernel: jax.Array, strides: Pair) -> jax.Array:
     """A 1x1 convolution (no padding) as one matmul over channels; stride = subsampling."""
@@ -133,8 +160,12 @@ def _conv_im2col_bwd(strides, padding, dilation, residuals, g):
     _, input_vjp = jax.vjp(lambda x_: xla_conv(x_, kernel, strides, padding, dilation), x)
     (dx,) = input_vjp(g)
     kh, kw, cin, cout = kernel.shape
-    patches_t = im2col_t(x, (kh, kw), strides, padding, dilation)
-    dk = _dot(patches_t, g.reshape(-1, cout), (1, 0))
+
+    def weight_grad(x, g):
+        patches_t = im2col_t(x, (kh, kw), strides, padding, dilation)
+        return _dot(patches_t, g.reshape(-1, cout), (1, 0), accumulate=True)
+
+    dk = sum_over_batch_chunks(weight_grad, x, g)
     return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
 
 
@@ -173,7 +204,7 @@ def winograd_weight_grad(x: jax.Array, g: jax.Array) -> jax.Array:
     for v_row, m_row in zip(v_rows, m_rows):
         v_tiles = _winograd_input_1d([v_row[:, :, c:c + 2 * tw:2] for c in range(4)])
         m_tiles = _winograd_grad_1d([m_row[:, :, c::2] for c in range(2)])
-        products += [_dot(v.reshape(-1, cin), m.reshape(-1, cout), (0, 0))
+        products += [_dot(v.reshape(-1, cin), m.reshape(-1, cout), (0, 0), accumulate=True)
                      for v, m in zip(v_tiles, m_tiles)]
     acc = _accumulator(x.dtype)
     du = jnp.stack(products).reshape(4, 4, cin, cout).astype(acc)
@@ -196,7 +227,7 @@ def _conv_3x3_bwd(residuals, g):
     x, kernel = residuals
     _, input_vjp = jax.vjp(lambda x_: xla_conv(x_, kernel, (1, 1), ((1, 1), (1, 1)), (1, 1)), x)
     (dx,) = input_vjp(g)
-    return dx, winograd_weight_grad(x, g).astype(kernel.dtype)
+    return dx, sum_over_batch_chunks(winograd_weight_grad, x, g).astype(kernel.dtype)
 
 
 conv_3x3_winograd_grad.defvjp(_conv_3x3_fwd, _conv_3x3_bwd)
@@ -271,8 +302,12 @@ def _conv_transpose_bwd(strides, padding, output_padding, residuals, g):
     g = g[:, :g.shape[1] + min(0, pads[0][1]), :g.shape[2] + min(0, pads[1][1])]
     pads = tuple((lo, max(0, hi)) for lo, hi in pads)
     dx = xla_conv(g, kernel, strides, pads, (1, 1))  # (kh, kw, Cout, Cin) is HWIO here
-    patches_t = im2col_t(g, (kh, kw), strides, pads, (1, 1))      # (kh*kw*Cout, N*H*W)
-    dk = _dot(patches_t, x.reshape(n * h * w, cin), (1, 0))
+
+    def weight_grad(g, x):
+        patches_t = im2col_t(g, (kh, kw), strides, pads, (1, 1))  # (kh*kw*Cout, N*H*W)
+        return _dot(patches_t, x.reshape(-1, cin), (1, 0), accumulate=True)
+
+    dk = sum_over_batch_chunks(weight_grad, g, x)
     return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
 
 

@@ -79,6 +79,16 @@ def test_matmul_conv_transpose_equals_xla_in_float64(case):
                      case)
 
 
+@pytest.mark.parametrize('case', ['3x3 Winograd, odd size', '3x3 stride 2', 'head 4x4/2 p1'])
+def test_weight_gradients_summed_over_batch_chunks(monkeypatch, case):
+    """With a tiny chunk budget every weight gradient is a lax.scan over single images."""
+    monkeypatch.setattr(conv_math, 'WEIGHT_GRAD_CHUNK_BYTES', 1)
+    if case in CONV_CASES:
+        test_matmul_conv_equals_xla_in_float64(case)
+    else:
+        test_matmul_conv_transpose_equals_xla_in_float64(case)
+
+
 def test_conv_impl_auto_and_errors():
     assert conv_math.resolve_conv_impl('auto', 'cpu') == 'matmul'
     assert conv_math.resolve_conv_impl('auto', 'gpu') == 'xla'
