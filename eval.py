@@ -3,7 +3,9 @@
 Restores the weights of the workdir's best checkpoint (or --checkpoint latest|STEP, or converted
 --weights FILE with --config), scores the test split with test-time augmentation, prints the
 paper-style table and writes metrics.json, per_image.csv and one PNG per image. With --input DIR
---output DIR it predicts mask PNGs for a folder of new images instead. The model and the input
+--output DIR it predicts mask PNGs for a folder of new images instead (also with --exported
+model.jax, a model written by `python -m cenet_jax.export`). --ema/--noema choose the EMA or the
+trained weights of a run that kept an EMA (default: the EMA). The model and the input
 geometry come from the workdir's config.json; `--config.*` overrides win.
 """
 from __future__ import annotations
@@ -33,6 +35,10 @@ flags.DEFINE_string('split', None, 'Split to score (default: config.eval.split).
 flags.DEFINE_enum('tta', None, ['d8', 'flips', 'none'], 'Test-time augmentation '
                   '(default: config.eval.tta).')
 flags.DEFINE_string('output_dir', None, 'Where results go (default: <workdir>/eval/<split>_tta-<mode>).')
+flags.DEFINE_bool('ema', None, 'Evaluate the EMA weights (--ema) or the trained ones (--noema); '
+                  'default: the EMA when the run kept one (config.ema_decay > 0).')
+flags.DEFINE_string('exported', None, 'With --input/--output: predict with a model written by '
+                    'python -m cenet_jax.export (no --workdir or --config needed).')
 flags.DEFINE_string('input', None, 'Predict masks for the images of this folder (no labels).')
 flags.DEFINE_string('output', None, 'With --input: folder for the predicted mask PNGs.')
 
@@ -40,17 +46,8 @@ flags.DEFINE_string('output', None, 'With --input: folder for the predicted mask
 def resolve_config():
     """The evaluation config: the workdir's config.json and the command line (see run_config)."""
     given = FLAGS.config if FLAGS['config'].present else None
-    if not FLAGS.workdir and not FLAGS.weights:
-        raise app.UsageError('pass --workdir (a training run) or --weights (a converted file)')
-    if FLAGS.weights:
-        if given is None:
-            raise app.UsageError('--weights needs --config (the model and data it was made for)')
-        return given
-    overrides = config_flags.get_override_values(FLAGS['config'])
-    config, notes = run_config.inference_config(FLAGS.workdir, given, overrides)
-    for note in notes:
-        logging.getLogger('cenet_jax').info('%s', note)
-    return config
+    return run_config.resolve_inference_config(
+        FLAGS.workdir, FLAGS.weights, given, config_flags.get_override_values(FLAGS['config']))
 
 
 def main(argv: list[str]) -> None:
@@ -58,6 +55,14 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     absl_logging.set_verbosity(absl_logging.WARNING)   # quiet library INFO logs (orbax, grain)
     logging.getLogger('cenet_jax').setLevel(logging.INFO)
+    if FLAGS.exported:
+        if not (FLAGS.input and FLAGS.output):
+            raise app.UsageError('--exported predicts a folder: pass --input DIR --output DIR')
+        from cenet_jax import eval_lib
+        written, meta = eval_lib.predict_folder_exported(FLAGS.exported, FLAGS.input, FLAGS.output)
+        print(f'wrote {len(written)} masks to {FLAGS.output} (exported model {FLAGS.exported}, '
+              f'TTA {meta["tta_run"]})')
+        return
     config = resolve_config()
     maybe_initialize_distributed(config.distributed)
     from cenet_jax import eval_lib
@@ -67,7 +72,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError('--input and --output go together')
     mesh = parallel.make_mesh()
     model, variables, source = eval_lib.load_variables_for_eval(
-        config, mesh, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint, weights=FLAGS.weights)
+        config, mesh, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint, weights=FLAGS.weights,
+        ema=FLAGS.ema)
     tta = FLAGS.tta or config.eval.tta
     if FLAGS.input:
         written = eval_lib.predict_folder(config, model, variables, mesh, FLAGS.input,

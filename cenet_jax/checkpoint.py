@@ -10,7 +10,7 @@ A checkpoint counts as good when it restores and passes `check_restored` (the st
 every floating-point leaf is finite). Resuming walks back from the newest to the newest good
 one; newer damaged ones are moved, never deleted, into `checkpoints/damaged/` before training
 continues, so a later save of the same step cannot overwrite them. Inference restores the
-weights alone (params and batch_stats, not the optimizer state).
+weights alone (params and batch_stats, or their EMA; not the optimizer state).
 """
 from __future__ import annotations
 
@@ -44,10 +44,12 @@ def _abstract(tree: Any) -> Any:
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
-def weights_template(step: Any, params: Any, batch_stats: Any) -> dict[str, Any]:
+def weights_template(step: Any, params: Any, batch_stats: Any, *, ema: bool = False
+                     ) -> dict[str, Any]:
     """The restore target of inference: step, params and batch_stats (no optimizer state), as
-    shape/dtype/sharding structs."""
-    return _abstract({'step': step, 'params': params, 'batch_stats': batch_stats})
+    shape/dtype/sharding structs; with `ema`, the EMA copy of params and batch_stats instead."""
+    weights = {'params': params, 'batch_stats': batch_stats}
+    return _abstract({'step': step, **({'ema': weights} if ema else weights)})
 
 
 def _all_finite(tree: Any) -> bool:
@@ -172,7 +174,8 @@ class Checkpoints:
     def restore_weights(self, template: dict[str, Any], checkpoint: str = 'best'
                         ) -> tuple[dict[str, Any], str]:
         """({'params', 'batch_stats'}, 'where from') of 'best' (falling back to the newest good
-        latest one), 'latest' or a step number; damaged ones are skipped with a warning."""
+        latest one), 'latest' or a step number; damaged ones are skipped with a warning. A
+        template from `weights_template(..., ema=True)` restores the EMA weights."""
         best = [(self.best, s) for s in sorted(self.best.all_steps(), reverse=True)]
         latest = [(self.latest, s) for s in sorted(self.latest.all_steps(), reverse=True)]
         if not best and not latest:
@@ -205,8 +208,9 @@ class Checkpoints:
         if damaged:
             log.warning('using %s/%d instead of the damaged %s (kept on disk)', manager.directory,
                         step, ', '.join(str(p) for p, _ in damaged))
-        return ({'params': tree['params'], 'batch_stats': tree['batch_stats']},
-                f'{manager.directory} step {step}')
+        weights = tree.get('ema', tree)
+        return ({'params': weights['params'], 'batch_stats': weights['batch_stats']},
+                f'{manager.directory} step {step}' + (' (EMA weights)' if 'ema' in tree else ''))
 
     def best_meta(self, template: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """Metadata of the best checkpoint so far (to resume best-tracking), or None. With a

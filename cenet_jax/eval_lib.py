@@ -21,6 +21,7 @@ from cenet_jax.data.decode import read_image
 from cenet_jax.data.errors import DataError
 from cenet_jax.data.transforms import model_image, normalize
 from cenet_jax.errors import ConfigError
+from cenet_jax.exported import load_exported
 from cenet_jax.evaluation import (TASKS, evaluate_records, format_table, write_metrics_json,
                                   write_per_image_csv)
 from cenet_jax.inference import predict_full_image, resolve_tta
@@ -44,12 +45,22 @@ def abstract_variables(model: nn.Module, mesh) -> dict[str, Any]:
                         {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})})
 
 
+def use_ema_weights(config: ml_collections.ConfigDict, ema: bool | None) -> bool:
+    """Whether to evaluate the EMA weights: by default when the run kept them
+    (`config.ema_decay` > 0); asking for them from a run without EMA is a ConfigError."""
+    kept = float(config.get('ema_decay', 0.0)) > 0
+    if ema and not kept:
+        raise ConfigError('--ema: this run kept no EMA of the weights (config.ema_decay is 0); '
+                          'omit --ema or evaluate a run trained with --config.ema_decay')
+    return kept if ema is None else bool(ema)
+
+
 def load_variables_for_eval(config: ml_collections.ConfigDict, mesh, *, workdir: str | Path | None,
-                            checkpoint: str = 'best', weights: str | None = None
-                            ) -> tuple[nn.Module, Any, str]:
+                            checkpoint: str = 'best', weights: str | None = None,
+                            ema: bool | None = None) -> tuple[nn.Module, Any, str]:
     """(model, variables on the mesh, where they came from): from a converted weights file, or
     the weights alone (no optimizer state) of the workdir's best / latest / numbered checkpoint,
-    skipping damaged ones with a warning."""
+    skipping damaged ones with a warning; the EMA weights when `use_ema_weights` says so."""
     model = build_model(config.model)
     abstract = abstract_variables(model, mesh)
     if weights:
@@ -66,8 +77,9 @@ def load_variables_for_eval(config: ml_collections.ConfigDict, mesh, *, workdir:
     ckpt = Checkpoints(workdir, async_save=False, read_only=True)
     try:
         step = jax.ShapeDtypeStruct((), jnp.int32, sharding=parallel.replicated(mesh))
-        variables, source = ckpt.restore_weights(
-            weights_template(step, abstract['params'], abstract['batch_stats']), checkpoint)
+        template = weights_template(step, abstract['params'], abstract['batch_stats'],
+                                    ema=use_ema_weights(config, ema))
+        variables, source = ckpt.restore_weights(template, checkpoint)
     finally:
         ckpt.close()
     return model, variables, source
@@ -133,37 +145,69 @@ def list_images(input_dir: str | Path) -> list[Path]:
     return files
 
 
-def predict_folder(config: ml_collections.ConfigDict, model: nn.Module, variables: Any, mesh,
-                   input_dir: str | Path, output_dir: str | Path, *, tta: str) -> list[Path]:
-    """Predict a mask PNG (binary: 0/255; multi-class: class index) for every image of a folder."""
-    files = list_images(input_dir)
+def folder_records(files: list[Path], image_hw: tuple[int, int], normalization: str,
+                   channel_order: str, high_bit_depth: str):
+    """Prediction records ('id', 'image', 'model_image') of image files, read one at a time."""
+    for path in files:
+        try:
+            image = read_image(path, high_bit_depth=high_bit_depth)
+        except DataError:
+            raise
+        except Exception as err:  # PIL's many error types: name the file
+            raise DataError(f'{path}: cannot read this image ({err})') from err
+        yield {'id': path.stem, 'image': image,
+               'model_image': model_image(image, image_hw, normalization, channel_order)}
+
+
+def write_masks(pairs, output_dir: str | Path, threshold: float) -> list[Path]:
+    """Save a mask PNG (binary: 0/255; multi-class: class index) per (record, probabilities)."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
-                               batch_size=config.eval.batch_size)
-    hw = tuple(config.data.image_size)
-
-    def records():
-        for path in files:
-            try:
-                image = read_image(path, high_bit_depth=str(config.data.high_bit_depth))
-            except DataError:
-                raise
-            except Exception as err:  # PIL's many error types: name the file
-                raise DataError(f'{path}: cannot read this image ({err})') from err
-            yield {'id': path.stem, 'image': image,
-                   'model_image': model_image(image, hw, str(config.data.normalization),
-                                              str(config.data.channel_order))}
-
     written = []
-    for record, probs in record_probabilities(predictor, variables, records(), config):
-        classes = np.asarray(predict_classes(probs, threshold=float(config.eval.threshold)))
+    for record, probs in pairs:
+        classes = np.asarray(predict_classes(probs, threshold=threshold))
         mask = (classes * 255).astype(np.uint8) if probs.shape[-1] == 1 else classes.astype(np.uint8)
         path = out / f'{record["id"]}.png'
         if jax.process_index() == 0:
             Image.fromarray(mask).save(path)
         written.append(path)
     return written
+
+
+def predict_folder(config: ml_collections.ConfigDict, model: nn.Module, variables: Any, mesh,
+                   input_dir: str | Path, output_dir: str | Path, *, tta: str) -> list[Path]:
+    """Predict a mask PNG (binary: 0/255; multi-class: class index) for every image of a folder."""
+    files = list_images(input_dir)
+    predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
+                               batch_size=config.eval.batch_size)
+    records = folder_records(files, tuple(config.data.image_size), str(config.data.normalization),
+                             str(config.data.channel_order), str(config.data.high_bit_depth))
+    return write_masks(record_probabilities(predictor, variables, records, config), output_dir,
+                       float(config.eval.threshold))
+
+
+class ExportedPredictor:
+    """`predict_records`' predictor for an exported model: any batch size, no variables."""
+
+    def __init__(self, fn: Any, batch_size: int = 8):
+        self.fn, self.batch_size = fn, batch_size
+
+    def __call__(self, variables: Any, images: np.ndarray) -> np.ndarray:
+        del variables   # baked into the exported function
+        return np.asarray(self.fn(np.asarray(images, np.float32)))
+
+
+def predict_folder_exported(exported: str | Path, input_dir: str | Path,
+                            output_dir: str | Path) -> tuple[list[Path], dict[str, Any]]:
+    """(mask PNGs written, the model's metadata) for a folder, with an exported model
+    (`python -m cenet_jax.export`); sizes, normalisation and threshold from its JSON."""
+    fn, meta = load_exported(exported)
+    files = list_images(input_dir)
+    spec = meta['input']
+    records = folder_records(files, tuple(spec['image_size']), spec['normalization'],
+                             spec['channel_order'], spec.get('high_bit_depth', 'range'))
+    pairs = predict_records(ExportedPredictor(fn), None, records)
+    return write_masks(pairs, output_dir, float(meta['threshold'])), meta
 
 
 def default_output_dir(workdir: str | Path | None, weights: str | None, split: str, tta: str) -> Path:

@@ -27,11 +27,11 @@ log = logging.getLogger('cenet_jax')
 
 CONFIG_FILE = 'config.json'
 CHANGES_FILE = 'config_changes.jsonl'
-# Fields a resumed run must keep: they change parameter or optimizer-state shapes, or what the
-# saved weights mean (model, input size and encoding, classes, batch, optimizer kind).
+# Fields a resumed run must keep: they change parameter, optimizer-state or EMA shapes, or what
+# the saved weights mean (model, input size and encoding, classes, batch, optimizer kind, EMA).
 LOCKED_FIELDS = ('model', 'data.name', 'data.image_size', 'data.num_classes',
                  'data.class_values', 'data.normalization', 'data.channel_order', 'batch_size',
-                 'optim.name')
+                 'optim.name', 'optim.param_groups', 'ema_decay')
 # Model fields that change neither parameter names nor shapes: the compute dtype, the
 # initialisation file, the convolution formulation (models/layers.py).
 FREE_MODEL_FIELDS = ('model.dtype', 'model.pretrained', 'model.conv_impl')
@@ -180,3 +180,20 @@ def inference_config(workdir: str | Path, given: ml_collections.ConfigDict | Non
                 update_fields(config, {key: _tuples(flat_stored[key])})
                 notes.append(f'{key}={_tuples(flat_stored[key])!r} from {path}')
     return config, notes
+
+
+def resolve_inference_config(workdir: str | None, weights: str | None,
+                             given: ml_collections.ConfigDict | None,
+                             overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """The config of eval.py / export: a converted `weights` file needs the given --config; a
+    workdir's comes from its config.json (see `inference_config`), notes logged."""
+    if not workdir and not weights:
+        raise ConfigError('pass --workdir (a training run) or --weights (a converted file)')
+    if weights:
+        if given is None:
+            raise ConfigError('--weights needs --config (the model and data it was made for)')
+        return given
+    config, notes = inference_config(workdir, given, overrides)
+    for note in notes:
+        log.info('%s', note)
+    return config

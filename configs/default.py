@@ -34,6 +34,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
     config.batch_size = 8                 # global, over all devices of all hosts
     config.grad_accum_steps = 1           # split each batch into k micro-batches (one update)
+    config.ema_decay = 0.0                # EMA of the weights (e.g. 0.999); 0 = off
+    config.ema_warmup = False             # decay min(ema_decay, (1 + t) / (10 + t)) at step t
     config.num_epochs = 100
     config.num_train_steps = -1           # > 0 overrides num_epochs
     config.log_every_steps = 20
@@ -68,6 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.schedule = 'poly'        # poly | constant | cosine
     config.optim.power = 0.9
     config.optim.warmup_steps = 0
+    config.optim.param_groups = ()        # rules 'PATTERN:lr=F,wd=F,frozen,freeze_until=N'
 
     config.eval = ml_collections.ConfigDict()
     config.eval.task = 'vessel'           # vessel | disc | lung | cell | oct

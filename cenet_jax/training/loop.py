@@ -8,6 +8,7 @@ run's config.json (cenet_jax/run_config.py).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import signal
@@ -33,6 +34,8 @@ from cenet_jax.models import build_model
 from cenet_jax.predictor import BatchPredictor, as_record_stream, predict_records
 from cenet_jax.training import parallel
 from cenet_jax.training.accumulate import check_grad_accum
+from cenet_jax.training.ema import check_ema_decay
+from cenet_jax.training.param_groups import parse_rules, summarize_groups
 from cenet_jax.training.state import TrainState, create_train_state, learning_rate_schedule, make_optimizer
 from cenet_jax.training.step import train_step
 
@@ -71,9 +74,27 @@ def initial_state(model: nn.Module, config: ml_collections.ConfigDict, tx, mesh)
         variables = parallel.replicate(convert.restore_pretrained(host, config.model.pretrained),
                                       mesh)
         log.info('initialised from %s', config.model.pretrained)
-    make = jax.jit(functools.partial(create_train_state, tx=tx),
+    make = jax.jit(functools.partial(create_train_state, tx=tx, ema=float(config.ema_decay) > 0),
                    out_shardings=parallel.replicated(mesh))
     return make(variables, rng=state_rng)
+
+
+def report_param_groups(params: Any, optim_cfg: ml_collections.ConfigDict,
+                        workdir: Path | None) -> None:
+    """Log each parameter group (rule, parameter count, modules) and write every parameter's
+    group to `<workdir>/param_groups.json`; ConfigError for a rule that matches nothing."""
+    rules = parse_rules(optim_cfg.get('param_groups', ()) or ())
+    if not rules:
+        return
+    groups = summarize_groups(params, rules)
+    for g in groups:
+        modules = sorted({'.'.join(p.split('.')[:2]) for p in g.paths})
+        log.info('parameter group %r: %s parameters in %d arrays (%s)', g.rule,
+                 f'{g.num_params:,}', len(g.paths), ', '.join(modules))
+    if workdir is not None:
+        (workdir / 'param_groups.json').write_text(json.dumps(
+            [{'rule': g.rule, 'num_params': g.num_params, 'params': list(g.paths)}
+             for g in groups], indent=1) + '\n')
 
 
 class _Preemption:
@@ -119,7 +140,8 @@ def _drain(pending: list[tuple[int, dict[str, Any]]], ckpt: Checkpoints) -> dict
 
 def validate(state: TrainState, predictor: BatchPredictor, records: Any,
              config: ml_collections.ConfigDict, workdir: Path, step: int) -> dict[str, float]:
-    """Task metrics (per-image means) on the validation records; a few predictions as PNG."""
+    """Task metrics (per-image means) on the validation records, predicted with the EMA weights
+    when the state keeps them; a few predictions as PNG."""
     samples: list[tuple[dict[str, Any], np.ndarray]] = []
 
     def keep_samples(pairs):
@@ -129,7 +151,7 @@ def validate(state: TrainState, predictor: BatchPredictor, records: Any,
             yield pair
 
     stream, probs_of = as_record_stream(keep_samples(
-        predict_records(predictor, state.variables, records)))
+        predict_records(predictor, state.eval_variables, records)))
     result = evaluate_records(stream, probs_of, task=config.eval.task,
                               threshold=config.eval.threshold)
     summary = {f'val_{k}': s.mean for k, s in result.aggregate.items() if math.isfinite(s.mean)}
@@ -177,6 +199,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.batch_size, mesh)
     check_grad_accum(int(config.grad_accum_steps), config.batch_size, mesh.devices.size)
+    check_ema_decay(float(config.ema_decay))
     if config.best_mode not in ('max', 'min'):
         raise ConfigError(f"config.best_mode must be 'max' or 'min', got {config.best_mode!r}")
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoints)
@@ -204,6 +227,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
         process_index=jax.process_index(), process_count=jax.process_count(),
         source=train_source)
 
+    report_param_groups(state.params, config.optim, workdir if primary else None)
     resumed = ckpt.restore_newest(state, train_iter)
     if resumed is not None:
         state = resumed[0]
@@ -217,7 +241,8 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
     step_fn = jax.jit(
         functools.partial(train_step, model=model, tx=tx, loss_fn=make_loss_fn(config.loss),
                           use_mask=config.loss.use_fov_mask,
-                          grad_accum_steps=int(config.grad_accum_steps)),
+                          grad_accum_steps=int(config.grad_accum_steps),
+                          ema_decay=float(config.ema_decay), ema_warmup=bool(config.ema_warmup)),
         in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
         out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
 
@@ -234,6 +259,9 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
     log.info('training %s for %d steps (%d per epoch, %d examples), global batch %d over %d '
              'device(s) on %d host(s)', config.model.architecture, total_steps, steps_per_epoch,
              num_examples, config.batch_size, mesh.devices.size, jax.process_count())
+    if state.ema is not None:
+        log.info('keeping an EMA of the weights (decay %s%s); validation uses it',
+                 config.ema_decay, ', with warmup' if config.ema_warmup else '')
     pending: list[tuple[int, dict[str, Any]]] = []
     first_step_done = False
     with _Preemption() as preemption:

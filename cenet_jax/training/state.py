@@ -1,6 +1,8 @@
-"""The one pytree of training state (step, params, batch_stats, opt_state, rng) and the optimizer."""
+"""The one pytree of training state (step, params, batch_stats, opt_state, rng, ema) and the
+optimizer."""
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 import flax
@@ -9,6 +11,8 @@ import jax.numpy as jnp
 import optax
 
 from cenet_jax.errors import ConfigError
+from cenet_jax.training.param_groups import (DEFAULT_GROUP, GroupRule, group_labels, hold_until,
+                                             parse_rules)
 
 
 @flax.struct.dataclass
@@ -19,11 +23,17 @@ class TrainState:
     batch_stats: Any
     opt_state: Any
     rng: jax.Array
+    ema: Any = None   # {'params', 'batch_stats'} averaged over steps (training/ema.py), or None
 
     @property
     def variables(self) -> dict[str, Any]:
         """{'params', 'batch_stats'} for `model.apply`."""
         return {'params': self.params, 'batch_stats': self.batch_stats}
+
+    @property
+    def eval_variables(self) -> dict[str, Any]:
+        """What validation predicts with: the EMA weights when kept, else the live ones."""
+        return self.variables if self.ema is None else self.ema
 
 
 def learning_rate_schedule(optim_cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
@@ -45,11 +55,10 @@ def learning_rate_schedule(optim_cfg: Mapping[str, Any], total_steps: int) -> op
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
 
 
-def make_optimizer(optim_cfg: Mapping[str, Any], total_steps: int) -> optax.GradientTransformation:
-    """SGD as PyTorch's `SGD(momentum, weight_decay)` (decay added to the gradient before
-    momentum, on every parameter), or Adam (the reference code's choice)."""
-    schedule = learning_rate_schedule(optim_cfg, total_steps)
-    name, wd = optim_cfg['name'], float(optim_cfg['weight_decay'])
+def _base_optimizer(optim_cfg: Mapping[str, Any], schedule: optax.Schedule,
+                    weight_decay: float) -> optax.GradientTransformation:
+    """The configured optimizer with a given schedule and weight decay (one parameter group)."""
+    name, wd = optim_cfg['name'], weight_decay
     if name == 'sgd':
         core = optax.sgd(schedule, momentum=float(optim_cfg['momentum']) or None,
                          nesterov=bool(optim_cfg.get('nesterov', False)))
@@ -64,10 +73,36 @@ def make_optimizer(optim_cfg: Mapping[str, Any], total_steps: int) -> optax.Grad
     return optax.chain(*parts, core)
 
 
+def _group_optimizer(optim_cfg: Mapping[str, Any], schedule: optax.Schedule,
+                     rule: GroupRule) -> optax.GradientTransformation:
+    """One group's optimizer: frozen (no state), or scaled lr / own decay / held at first."""
+    if rule.frozen:
+        return optax.set_to_zero()
+    scaled = schedule if rule.lr_scale == 1.0 else (lambda count: rule.lr_scale * schedule(count))
+    wd = float(optim_cfg['weight_decay']) if rule.weight_decay is None else rule.weight_decay
+    tx = _base_optimizer(optim_cfg, scaled, wd)
+    return optax.chain(tx, hold_until(rule.freeze_until)) if rule.freeze_until > 0 else tx
+
+
+def make_optimizer(optim_cfg: Mapping[str, Any], total_steps: int) -> optax.GradientTransformation:
+    """SGD as PyTorch's `SGD(momentum, weight_decay)` (decay added to the gradient before
+    momentum, on every parameter), or Adam (the reference code's choice); with
+    `optim.param_groups` rules, one such optimizer per group (training/param_groups.py)."""
+    schedule = learning_rate_schedule(optim_cfg, total_steps)
+    rules = parse_rules(optim_cfg.get('param_groups', ()) or ())
+    if not rules:
+        return _base_optimizer(optim_cfg, schedule, float(optim_cfg['weight_decay']))
+    default = GroupRule(text=DEFAULT_GROUP, pattern=re.compile(''))
+    transforms = {DEFAULT_GROUP: _group_optimizer(optim_cfg, schedule, default)}
+    for i, rule in enumerate(rules):
+        transforms[f'group{i}'] = _group_optimizer(optim_cfg, schedule, rule)
+    return optax.multi_transform(transforms, lambda params: group_labels(params, rules))
+
+
 def create_train_state(variables: Mapping[str, Any], tx: optax.GradientTransformation,
-                       rng: jax.Array) -> TrainState:
-    """A fresh state at step 0 from model variables."""
-    params = variables['params']
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
-                      rng=rng)
+                       rng: jax.Array, *, ema: bool = False) -> TrainState:
+    """A fresh state at step 0 from model variables (with `ema`: an EMA starting from them)."""
+    params, batch_stats = variables['params'], variables.get('batch_stats', {})
+    average = jax.tree.map(jnp.copy, {'params': params, 'batch_stats': batch_stats}) if ema else None
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                      opt_state=tx.init(params), rng=rng, ema=average)

@@ -9,6 +9,7 @@ import optax
 from flax import linen as nn
 
 from cenet_jax.training.accumulate import accumulated_value_and_grad
+from cenet_jax.training.ema import ema_decay_at, update_ema
 from cenet_jax.training.state import TrainState
 
 # loss_fn(logits (N, H, W, K), labels int (N, H, W), mask float (N, H, W) | None) -> scalar
@@ -17,10 +18,11 @@ LossFn = Callable[[jax.Array, jax.Array, jax.Array | None], jax.Array]
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
                tx: optax.GradientTransformation, loss_fn: LossFn,
-               use_mask: bool = False, grad_accum_steps: int = 1
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+               use_mask: bool = False, grad_accum_steps: int = 1, ema_decay: float = 0.0,
+               ema_warmup: bool = False) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimizer step with BatchNorm in training mode (statistics over the global batch,
-    or over each micro-batch when the gradients of `grad_accum_steps` of them are averaged)."""
+    or over each micro-batch when the gradients of `grad_accum_steps` of them are averaged),
+    then the EMA of the new weights when the state keeps one."""
     rng, step_rng = jax.random.split(state.rng)
 
     def loss_and_stats(params: Any, part: dict[str, jax.Array], part_rng: jax.Array
@@ -35,8 +37,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
         loss_and_stats, state.params, batch, step_rng, grad_accum_steps)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                              opt_state=opt_state, rng=rng)
+    step = state.step + 1
+    ema = state.ema
+    if ema is not None:
+        ema = update_ema(ema, {'params': params, 'batch_stats': batch_stats},
+                         ema_decay_at(step, ema_decay, ema_warmup))
+    new_state = state.replace(step=step, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state, rng=rng, ema=ema)
     metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads),
                'finite': jnp.isfinite(loss)}
     return new_state, metrics

@@ -1,7 +1,6 @@
 """Gradient accumulation: k micro-batches in one jitted step against one step on the whole batch."""
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,25 +13,7 @@ from cenet_jax.training import parallel
 from cenet_jax.training.accumulate import check_grad_accum, micro_batches
 from cenet_jax.training.state import create_train_state
 from cenet_jax.training.step import train_step
-
-
-class TinyNet(nn.Module):
-    """Two convolutions, with or without a BatchNorm between them."""
-    batch_norm: bool
-
-    @nn.compact
-    def __call__(self, x, train: bool):
-        x = nn.Conv(4, (3, 3))(x)
-        if self.batch_norm:
-            x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
-        return nn.Conv(1, (1, 1))(nn.relu(x))
-
-
-def batch(size: int = 8, hw: int = 16) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return {'image': rng.normal(size=(size, hw, hw, 3)).astype(np.float32),
-            'label': rng.integers(0, 2, (size, hw, hw)).astype(np.int32),
-            'fov': np.ones((size, hw, hw), np.float32)}
+from tests.training.tiny_net import TinyNet, tiny_batch
 
 
 def one_step(model, data, k: int, loss_kind: str, mesh=None):
@@ -55,7 +36,7 @@ def test_micro_batches_take_every_kth_row():
 
 @pytest.mark.parametrize('loss_kind', ['dice', 'ce'])
 def test_accumulated_step_equals_whole_batch_step_without_batchnorm(loss_kind):
-    model, data = TinyNet(batch_norm=False), batch()
+    model, data = TinyNet(batch_norm=False), tiny_batch()
     whole, m_whole = one_step(model, data, 1, loss_kind)
     mesh = parallel.make_mesh()   # 4 devices: micro-batches of 2 spread over them
     accumulated, m_acc = one_step(model, data, 4, loss_kind, mesh=mesh)
@@ -66,7 +47,7 @@ def test_accumulated_step_equals_whole_batch_step_without_batchnorm(loss_kind):
 
 
 def test_accumulated_step_with_batchnorm_is_close_and_running_mean_exact():
-    model, data = TinyNet(batch_norm=True), batch(size=16)
+    model, data = TinyNet(batch_norm=True), tiny_batch(size=16)
     whole, m_whole = one_step(model, data, 1, 'ce')
     accumulated, m_acc = one_step(model, data, 2, 'ce')
     # Micro-batches normalise with their own statistics: close, not equal.
