@@ -1,10 +1,15 @@
 """Fine-tuning controls through the training loop: a run with EMA, gradient accumulation, a
-frozen group and a group frozen until step 3 resumes bit-exactly; evaluation loads its EMA."""
+frozen group and a group frozen until step 3 resumes bit-exactly; evaluation loads its EMA;
+`python -m cenet_jax.export` writes it and `eval.py --exported` predicts a folder with it."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from cenet_jax import eval_lib
 from cenet_jax.config_utils import update_fields
@@ -12,6 +17,8 @@ from cenet_jax.models import build_model
 from cenet_jax.training import loop, parallel
 from cenet_jax.training.state import make_optimizer
 from tests.training.conftest import tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fine_tuning_config():
@@ -78,3 +85,27 @@ def test_eval_loads_the_ema_weights_unless_told_otherwise(runs):
         assert ('EMA' in source) == (ema is None)
         for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(expected), strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_export_cli_and_eval_exported_predict_a_folder(runs, tmp_path):
+    _, _, workdir, _ = runs
+    out = tmp_path / 'model.jax'
+    export = subprocess.run(
+        [sys.executable, '-m', 'cenet_jax.export', '--workdir', str(workdir), '--checkpoint',
+         'latest', '--out', str(out), '--platforms', 'cpu'],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert export.returncode == 0, export.stderr[-3000:]
+    meta = json.loads(out.with_suffix('.json').read_text())
+    assert 'EMA' in meta['source'] and meta['input']['image_size'] == [64, 64]
+    images = tmp_path / 'images'
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i, shape in enumerate([(70, 90, 3), (64, 64, 3), (40, 50, 3)]):
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(images / f'{i}.png')
+    masks = tmp_path / 'masks'
+    predict = subprocess.run(
+        [sys.executable, 'eval.py', '--exported', str(out), '--input', str(images), '--output',
+         str(masks)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    assert np.asarray(Image.open(masks / '0.png')).shape == (70, 90)
+    assert sorted(p.name for p in masks.glob('*.png')) == ['0.png', '1.png', '2.png']
