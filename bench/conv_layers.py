@@ -10,9 +10,7 @@ sum(conv(x, w) * g); the last column counts how often the shape occurs in the ne
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -21,6 +19,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.timing import first_and_median  # noqa: E402
 from cenet_jax.models import conv_math  # noqa: E402
 
 
@@ -47,16 +46,6 @@ def layer_shapes(size: int) -> list[tuple[str, str, int, int, int, int, int, int
         ('head 3x3 32', 'conv', s, 32, 32, 3, 1, 1, 1, 1),
         ('head 3x3 ->1', 'conv', s, 32, 1, 3, 1, 1, 1, 1),
     ]
-
-
-def median_time(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def jax_case(kind, n, hw, cin, cout, k, stride, pad, extra, impl):
@@ -111,11 +100,11 @@ def main() -> None:
     for name, kind, hw, cin, cout, k, s, p, extra, count in layer_shapes(args.size):
         row = {}
         for impl in impls:
-            row[impl] = median_time(jax_case(kind, args.batch, hw, cin, cout, k, s, p, extra,
-                                             impl), args.reps)
+            fn = jax_case(kind, args.batch, hw, cin, cout, k, s, p, extra, impl)
+            row[impl] = first_and_median(fn, args.reps)[1]
         if not args.no_torch:
-            row['torch'] = median_time(torch_case(kind, args.batch, hw, cin, cout, k, s, p, extra),
-                                       args.reps)
+            fn = torch_case(kind, args.batch, hw, cin, cout, k, s, p, extra)
+            row['torch'] = first_and_median(fn, args.reps)[1]
         for c in cols:
             totals[c] += row[c] * count
         print(f'| {name} | ' + ' | '.join(f'{1e3 * row[c]:.1f}' for c in cols) + f' | {count} |',

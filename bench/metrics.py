@@ -11,15 +11,16 @@ Run from the repository root: ``python bench/metrics.py [--repeats 5]``.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from scipy import ndimage
 
-from cenet_jax import metrics
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.timing import first_and_median  # noqa: E402
+from cenet_jax import metrics  # noqa: E402
 
 DATASETS = Path(__file__).resolve().parents[1] / '..' / 'shared' / 'datasets'
 ISBI_LABEL = DATASETS / 'ISBI2012_EM' / 'train' / 'label' / '0.png'
@@ -27,13 +28,7 @@ ISBI_LABEL = DATASETS / 'ISBI2012_EM' / 'train' / 'label' / '0.png'
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``repeats`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return first_and_median(fn, repeats)[1]
 
 
 def drive_sized_scores(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,6 @@ import functools
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +32,8 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.timing import first_and_median  # noqa: E402
 
 DEFAULT_CASES = ('train_b8_448_f32,fwd_b8_448_f32,tta_b8_448_f32,'
                  'train_b4_256_f32,fwd_b4_256_f32,tta_b4_256_f32')
@@ -48,19 +49,6 @@ def parse_case(name: str) -> tuple[str, int, int, str]:
         raise SystemExit(f'bad case {name!r}: expected <{"|".join(KINDS)}>_b<batch>_<size>_'
                          f'<{"|".join(DTYPES)}>, e.g. train_b8_448_f32')
     return parts[0], int(parts[1][1:]), int(parts[2]), parts[3]
-
-
-def _time(fn: Callable[[], Any], steps: int) -> tuple[float, float]:
-    """(first call seconds, median of `steps` further calls in seconds)."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
 
 
 def _peak_rss_mb() -> float:
@@ -132,7 +120,7 @@ def jax_worker(case: str, impl: str, steps: int) -> dict[str, Any]:
         else:
             jax.block_until_ready(compiled(*args))
 
-    _, step_s = _time(run, steps)
+    _, step_s = first_and_median(run, steps)
     device = jax.devices()[0]
     stats = device.memory_stats() if device.platform != 'cpu' else None
     peak = stats['peak_bytes_in_use'] / 2**20 if stats else _peak_rss_mb()
@@ -202,7 +190,7 @@ def torch_worker(case: str, steps: int, compile_model: bool) -> dict[str, Any]:
 
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    first_s, step_s = _time(run, steps)
+    first_s, step_s = first_and_median(run, steps)
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mb()
     key = 'torchc' if compile_model else 'torch'
     return {f'{key}_compile_s': first_s, f'{key}_ms': 1e3 * step_s,
@@ -231,7 +219,7 @@ def matmul_peak_tflops(dtype: str, n: int = 8192, steps: int = 10) -> float:
     import jax.numpy as jnp
     a = jnp.ones((n, n), DTYPES[dtype])
     f = jax.jit(lambda a: a @ a)
-    _, t = _time(lambda: jax.block_until_ready(f(a)), steps)
+    _, t = first_and_median(lambda: jax.block_until_ready(f(a)), steps)
     return 2 * n ** 3 / t / 1e12
 
 

@@ -3,8 +3,9 @@
 TTA follows the paper and the authors' ``test_cenet.py``: the views are
 {identity, rot90} x {none, vertical flip, horizontal flip, both} (rot90 = ``np.rot90``,
 counter-clockwise in the H, W plane, applied before the flip). All views of a batch go
-through the model in ONE call (stacked on the batch axis), are mapped back, and their
-probabilities are averaged; the class map is then ``p > 0.5`` / argmax of that mean
+through the model inside ONE jitted call, one view after the other (``lax.map``, so the
+activations of one batch are alive at a time, not those of 8 batches), are mapped back, and
+their probabilities are averaged; the class map is then ``p > 0.5`` / argmax of that mean
 (`cenet_jax.losses.predict_classes`). rot90 needs square inputs: for H != W, 'd8'
 falls back per ``non_square``: 'flips' (the 4 flips only), 'pad' (reflect-pad to a
 square, 8 views, crop back) or 'error'. `resolve_tta` returns the mode actually used,
@@ -98,7 +99,7 @@ def _reflect_pad_to_square(images: jax.Array) -> tuple[jax.Array, tuple[slice, s
 
 def predict_probs(apply_fn: Callable[..., jax.Array], images: jax.Array, *model_args: Any,
                   tta: TTAMode = 'd8', non_square: NonSquare = 'flips') -> jax.Array:
-    """Mean probabilities (N, H, W, K) over the TTA views, with one call of ``apply_fn``.
+    """Mean probabilities (N, H, W, K) over the TTA views, ``apply_fn`` mapped over the views.
 
     ``apply_fn(images_nhwc, *model_args) -> logits``; pass large arrays (variables) as
     ``model_args`` rather than closing over them, so jit does not bake them in as constants.
@@ -106,7 +107,7 @@ def predict_probs(apply_fn: Callable[..., jax.Array], images: jax.Array, *model_
     images = jnp.asarray(images)
     if images.ndim != 4:
         raise ValueError(f'images must be an NHWC batch, got shape {images.shape}')
-    num_images, height, width = images.shape[:3]
+    height, width = images.shape[1:3]
     mode = resolve_tta(tta, height, width, non_square)
     logger.info('test-time augmentation %s for %dx%d inputs', mode, height, width)
     crop = (slice(None), slice(None))
@@ -114,9 +115,7 @@ def predict_probs(apply_fn: Callable[..., jax.Array], images: jax.Array, *model_
         images, crop = _reflect_pad_to_square(images)
         mode = 'd8'
     views = tta_views(images, mode)
-    num_views = views.shape[0]
-    logits = apply_fn(views.reshape((num_views * num_images,) + views.shape[2:]), *model_args)
-    probs = probabilities(logits).reshape((num_views, num_images) + logits.shape[1:])
+    probs = jax.lax.map(lambda view: probabilities(apply_fn(view, *model_args)), views)
     mean = jnp.mean(undo_tta_views(probs, mode), axis=0)
     return mean[:, crop[0], crop[1], :]
 

@@ -83,7 +83,7 @@ def test_make_predict_fn_compiles_once_per_shape_and_passes_model_args(square_ba
     predict = inference.make_predict_fn(apply_fn, tta='d8')
     first = predict(square_batch, jnp.float32(2.0))
     second = predict(square_batch + 1.0, jnp.float32(2.0))
-    assert len(traces) == 1 and traces[0] == (16, 8, 8, 3)  # 8 views x 2 images in one call
+    assert traces == [(2, 8, 8, 3)]  # one trace: the model mapped over the 8 views of 2 images
     expected = inference.predict_probs(lambda x: pointwise_logits(x) * 2.0, square_batch + 1.0, tta='none')
     np.testing.assert_allclose(np.asarray(second), np.asarray(expected), rtol=1e-6, atol=1e-7)
     assert first.shape == (2, 8, 8, 3)

@@ -54,29 +54,30 @@ def _assert_same(got, ref, what):
         assert err < 1e-12, f'{what} {name}: relative error {err:.1e} (float64)'
 
 
+def _assert_matmul_equals_xla(conv, shapes, what):
+    """conv(x, kernel, impl) in float64: the matmul formulation's output and gradients equal
+    XLA's."""
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        x, k = (rng.standard_normal(shape) for shape in shapes)
+        ref, got = (_value_and_grads(lambda x, k, impl=impl: conv(x, k, impl), x, k)
+                    for impl in ('xla', 'matmul'))
+        _assert_same(got, ref, what)
+
+
 @pytest.mark.parametrize('case', sorted(CONV_CASES))
 def test_matmul_conv_equals_xla_in_float64(case):
     xs, ks, strides, padding, dilation = CONV_CASES[case]
-    rng = np.random.default_rng(0)
-    with jax.enable_x64(True):
-        x, k = rng.standard_normal(xs), rng.standard_normal(ks)
-        ref = _value_and_grads(lambda x, k: conv_math.conv2d(x, k, strides, padding, dilation,
-                                                             'xla'), x, k)
-        got = _value_and_grads(lambda x, k: conv_math.conv2d(x, k, strides, padding, dilation,
-                                                             'matmul'), x, k)
-        _assert_same(got, ref, case)
+    _assert_matmul_equals_xla(
+        lambda x, k, impl: conv_math.conv2d(x, k, strides, padding, dilation, impl), (xs, ks), case)
 
 
 @pytest.mark.parametrize('case', sorted(TRANSPOSE_CASES))
 def test_matmul_conv_transpose_equals_xla_in_float64(case):
     xs, ks, strides, padding, output_padding = TRANSPOSE_CASES[case]
-    rng = np.random.default_rng(0)
-    with jax.enable_x64(True):
-        x, k = rng.standard_normal(xs), rng.standard_normal(ks)
-        fns = {impl: (lambda x, k, impl=impl: conv_math.conv2d_transpose(
-            x, k, strides, padding, output_padding, impl)) for impl in ('xla', 'matmul')}
-        _assert_same(_value_and_grads(fns['matmul'], x, k), _value_and_grads(fns['xla'], x, k),
-                     case)
+    _assert_matmul_equals_xla(
+        lambda x, k, impl: conv_math.conv2d_transpose(x, k, strides, padding, output_padding, impl),
+        (xs, ks), case)
 
 
 @pytest.mark.parametrize('case', ['3x3 Winograd, odd size', '3x3 stride 2', 'head 4x4/2 p1'])
