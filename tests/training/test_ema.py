@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from cenet_jax import run_config
 from cenet_jax.errors import ConfigError
 from cenet_jax.eval_lib import use_ema_weights
 from cenet_jax.losses import segmentation_loss
@@ -55,3 +56,9 @@ def test_bad_decay_and_ema_of_a_run_without_one_are_config_errors():
     assert use_ema_weights(no_ema, None) is False
     with_ema = ml_collections.ConfigDict({'ema_decay': 0.99})
     assert use_ema_weights(with_ema, None) is True and use_ema_weights(with_ema, False) is False
+
+
+def test_state_shaping_fields_are_locked_on_resume():
+    assert run_config.is_locked('ema_decay') and run_config.is_locked('optim.param_groups')
+    for free in ('ema_warmup', 'grad_accum_steps'):
+        assert not run_config.is_locked(free), free

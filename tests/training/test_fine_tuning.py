@@ -109,3 +109,11 @@ def test_export_cli_and_eval_exported_predict_a_folder(runs, tmp_path):
     assert predict.returncode == 0, predict.stderr[-3000:]
     assert np.asarray(Image.open(masks / '0.png')).shape == (70, 90)
     assert sorted(p.name for p in masks.glob('*.png')) == ['0.png', '1.png', '2.png']
+
+    config, straight, _, _ = runs   # the same folder predicted from the checkpoint's EMA weights
+    model = build_model(config.model)
+    direct = eval_lib.predict_folder(config, model, straight.ema, parallel.make_mesh(), images,
+                                     tmp_path / 'direct', tta='none')
+    for path in direct:
+        same = np.asarray(Image.open(path)) == np.asarray(Image.open(masks / path.name))
+        assert same.mean() > 0.999, path.name
