@@ -115,6 +115,7 @@ def test_parameters_do_not_depend_on_conv_impl():
     assert shapes['xla'] == shapes['matmul']
 
 
+@pytest.mark.slow  # three CE-Net gradient compiles (~50 s); each layer kind is checked above
 def test_whole_network_gradients_as_accurate_as_xla():
     """Train-mode Dice gradients of CE-Net (every layer kind) against float64: the matmul path
     is as close to float64 as XLA's float32 path, leaf by leaf (a wrong formulation would be
