@@ -77,8 +77,9 @@ class MetricsLogger:
         sps = self.steps_per_second(step)
         eta = (self.total_steps - step) / sps if sps > 0 else float('nan')
         ips = sps * batch_size
+        speed = f'{ips:.1f} img/s' if math.isfinite(ips) else 'img/s not yet measured'
         line = (f'step {step}/{self.total_steps} (epoch {epoch:.2f}) loss {loss:.4f} '
-                f'lr {lr:.2e} {ips:.1f} img/s ETA {format_duration(eta)}')
+                f'lr {lr:.2e} {speed} ETA {format_duration(eta)}')
         return line, ips
 
     def close(self) -> None:
