@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import ml_collections
 
@@ -82,6 +82,14 @@ def _describe(diffs: Mapping[str, tuple[Any, Any]], stored: str, given: str) -> 
                      for k, (a, b) in diffs.items())
 
 
+def _refuse_changes(diffs: Mapping[str, tuple[Any, Any]], refused: Callable[[str], bool],
+                    what: str, labels: tuple[str, str], advice: str) -> None:
+    """ConfigError listing the fields of `diffs` for which `refused(field)`, if any."""
+    bad = {k: v for k, v in diffs.items() if refused(k)}
+    if bad:
+        raise ConfigError(f'{what}:\n{_describe(bad, *labels)}\n{advice}')
+
+
 def read_run_config(workdir: str | Path) -> dict[str, Any] | None:
     """The JSON of `<workdir>/config.json`, or None when the workdir has none."""
     path = Path(workdir) / CONFIG_FILE
@@ -114,13 +122,11 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str | Path, 
             write_run_config(config, workdir)
         return {}
     diffs = differences(stored, as_json(config))
-    locked = {k: v for k, v in diffs.items() if is_locked(k)}
-    if locked:
-        raise ConfigError(
-            f'{workdir} holds a run whose {CONFIG_FILE} differs from this config in fields that '
-            f'change the model or the meaning of its checkpoints:\n'
-            f'{_describe(locked, f"in {CONFIG_FILE}", "now")}\n'
-            f'Resume with the same values, or train this config in a new --workdir.')
+    _refuse_changes(diffs, is_locked,
+                    f'{workdir} holds a run whose {CONFIG_FILE} differs from this config in fields '
+                    'that change the model or the meaning of its checkpoints',
+                    (f'in {CONFIG_FILE}', 'now'),
+                    'Resume with the same values, or train this config in a new --workdir.')
     if diffs:
         log.warning('resuming %s with changed settings (recorded in %s):\n%s', workdir,
                     CHANGES_FILE, _describe(diffs, 'before', 'now'))
@@ -162,13 +168,11 @@ def inference_config(workdir: str | Path, given: ml_collections.ConfigDict | Non
         return config, [f'config from {path}' + (
             f' with command-line overrides {", ".join(sorted(overrides))}' if overrides else '')]
     diffs = differences(stored, as_json(given))
-    model = {k: v for k, v in diffs.items() if is_model_field(k)}
-    if model:
-        raise ConfigError(
-            f'the model of --config differs from the run in {workdir} ({path}):\n'
-            f'{_describe(model, "in the run", "given")}\n'
-            'Omit --config to use the run\'s config.json, or evaluate a workdir trained with '
-            'this model.')
+    _refuse_changes(diffs, is_model_field,
+                    f'the model of --config differs from the run in {workdir} ({path})',
+                    ('in the run', 'given'),
+                    'Omit --config to use the run\'s config.json, or evaluate a workdir trained '
+                    'with this model.')
     flat_stored, config, notes = flatten(stored), given.copy_and_resolve_references(), []
     with config.unlocked():
         for key in INFERENCE_DATA_FIELDS:
