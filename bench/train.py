@@ -167,17 +167,17 @@ def torch_worker(case: str, steps: int, compile_model: bool) -> dict[str, Any]:
         with torch.no_grad(), autocast:
             return step_model(inputs)
 
+    views = [(rot, flip) for rot in (False, True) for flip in ((), (2,), (3,), (2, 3))]
+
     def tta() -> torch.Tensor:
-        views = []
-        for rot in (False, True):
+        inputs = []
+        for rot, flip in views:
             base = torch.rot90(x, 1, (2, 3)) if rot else x
-            for flip in ((), (2,), (3,), (2, 3)):
-                views.append(base.flip(flip) if flip else base)
-        probs = torch.sigmoid(forward(torch.cat(views)).float()).chunk(8)
+            inputs.append(base.flip(flip) if flip else base)
+        probs = torch.sigmoid(forward(torch.cat(inputs)).float()).chunk(len(views))
         out = []
-        for i, (rot, flip) in enumerate((r, f) for r in (False, True)
-                                        for f in ((), (2,), (3,), (2, 3))):
-            p = probs[i].flip(flip) if flip else probs[i]
+        for p, (rot, flip) in zip(probs, views):
+            p = p.flip(flip) if flip else p
             out.append(torch.rot90(p, -1, (2, 3)) if rot else p)
         return torch.stack(out).mean(0)
 

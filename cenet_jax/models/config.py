@@ -10,7 +10,8 @@ from flax import linen as nn
 
 from cenet_jax.config_utils import update_fields
 from cenet_jax.models.cenet import CENet
-from cenet_jax.models.context import context_names, resolve_context_block
+from cenet_jax.models.context import (BUILTIN_CONTEXT_BLOCKS, context_names,
+                                      resolve_context_block)
 from cenet_jax.models.conv_math import resolve_conv_impl
 from cenet_jax.models.unet import UNet
 
@@ -63,9 +64,6 @@ def _dtype(name: str) -> Any:
     if name not in DTYPES:
         raise ValueError(f'unknown dtype {name!r}; choose one of {sorted(DTYPES)}')
     return DTYPES[name]
-
-
-BUILTIN_CONTEXT_BLOCKS = ('dac', 'rmp', 'inception', 'inception_resnet')
 
 
 def _block_options(cfg: Mapping[str, Any], name: str, conv_impl: str) -> dict[str, Any]:

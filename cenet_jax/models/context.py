@@ -140,6 +140,8 @@ _CONTEXT_BLOCKS: dict[str, ContextFactory] = {
     'inception': InceptionBlock,
     'inception_resnet': InceptionResNetBlock,
 }
+# The blocks defined here (they take `conv_impl`); user-registered ones may not.
+BUILTIN_CONTEXT_BLOCKS = frozenset(_CONTEXT_BLOCKS)
 
 
 def register_context_block(name: str, factory: ContextFactory) -> None:

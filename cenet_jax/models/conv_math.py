@@ -4,19 +4,18 @@
 
 `matmul`: the same functions written so that the expensive parts are plain matrix products,
 which XLA:CPU runs at its full GEMM rate while its convolution gradients do not (openxla/xla
-#34273): 1x1 convolutions are `dot`s; 3x3 stride-1 convolutions use Winograd F(2x2, 3x3)
-(16 batched matmuls with 2.25x fewer multiplies, differentiated by autodiff so the input and
-weight gradients get the same saving); other convolutions keep XLA's forward and input
-gradient but compute the weight gradient as im2col (strided slices) times one matmul; and
-transposed convolutions are one matmul over channels followed by an overlap-add of the k x k
-taps (no zero-inserted input). Every function takes and returns the same arrays as its
-`xla` twin (NHWC input, HWIO kernel, PyTorch's explicit padding), so parameters, converters
-and checkpoints do not depend on the formulation.
+#34273): 1x1 convolutions are `dot`s; k x k convolutions keep XLA's forward and input
+gradient (a custom VJP) but compute the weight gradient as Winograd F(2x2, 3x3) products
+(3x3 stride 1) or as im2col times one matmul (the rest); transposed convolutions are one
+matmul over channels followed by an overlap-add of the k x k taps (no zero-inserted input).
+Every function takes and returns the same arrays as its `xla` twin (NHWC input, HWIO kernel,
+PyTorch's explicit padding), so parameters, converters and checkpoints do not depend on the
+formulation.
 """
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -91,7 +90,7 @@ def xla_conv_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: 
 WEIGHT_GRAD_CHUNK_BYTES = 32 * 2**20
 
 
-def sum_over_batch_chunks(fn, *arrays: jax.Array) -> jax.Array:
+def sum_over_batch_chunks(fn: Callable[..., jax.Array], *arrays: jax.Array) -> jax.Array:
     """sum(fn(*chunk) for chunks of the leading axis), chunks as large as fit in
     WEIGHT_GRAD_CHUNK_BYTES (per the largest array), in a `lax.scan` when more than one."""
     n = arrays[0].shape[0]
@@ -109,6 +108,7 @@ def sum_over_batch_chunks(fn, *arrays: jax.Array) -> jax.Array:
 
     total, _ = jax.lax.scan(body, jnp.zeros(first.shape, first.dtype), chunked)
     return total
+
 
 def conv_1x1(x: jax.Array, kernel: jax.Array, strides: Pair) -> jax.Array:
     """A 1x1 convolution (no padding) as one matmul over channels; stride = subsampling."""
@@ -143,33 +143,6 @@ def im2col_t(x: jax.Array, kernel_hw: Pair, strides: Pair, padding: Padding,
             for i in range(kh) for j in range(kw)]
     return jnp.stack(cols).reshape(kh * kw * c, n * ho * wo)
 
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def conv_im2col_grad(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding,
-                     dilation: Pair) -> jax.Array:
-    """XLA's convolution and input gradient; the weight gradient as im2col times one matmul."""
-    return xla_conv(x, kernel, strides, padding, dilation)
-
-
-def _conv_im2col_fwd(x, kernel, strides, padding, dilation):
-    return xla_conv(x, kernel, strides, padding, dilation), (x, kernel)
-
-
-def _conv_im2col_bwd(strides, padding, dilation, residuals, g):
-    x, kernel = residuals
-    _, input_vjp = jax.vjp(lambda x_: xla_conv(x_, kernel, strides, padding, dilation), x)
-    (dx,) = input_vjp(g)
-    kh, kw, cin, cout = kernel.shape
-
-    def weight_grad(x, g):
-        patches_t = im2col_t(x, (kh, kw), strides, padding, dilation)
-        return _dot(patches_t, g.reshape(-1, cout), (1, 0), accumulate=True)
-
-    dk = sum_over_batch_chunks(weight_grad, x, g)
-    return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
-
-
-conv_im2col_grad.defvjp(_conv_im2col_fwd, _conv_im2col_bwd)
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2016) for the weight gradient of 3x3 stride-1 convolutions:
 # forward y = A^T [(G w G^T) . (B^T d B)] A on 4x4 input tiles d (stride 2) giving 2x2 outputs,
@@ -212,25 +185,49 @@ def winograd_weight_grad(x: jax.Array, g: jax.Array) -> jax.Array:
     return jnp.einsum('ai,abco,bj->ijco', gm, du, gm)
 
 
-@jax.custom_vjp
-def conv_3x3_winograd_grad(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """3x3 stride-1 padding-1 convolution: XLA's forward and input gradient, Winograd
-    F(2x2, 3x3) weight gradient."""
-    return xla_conv(x, kernel, (1, 1), ((1, 1), (1, 1)), (1, 1))
+def _uses_winograd(x_shape: tuple[int, ...], kernel_hw: Pair, strides: Pair,
+                  padding: Padding, dilation: Pair) -> bool:
+    """Winograd F(2x2, 3x3) covers 3x3 stride-1 padding-1 convolutions; below
+    MIN_WINOGRAD_PIXELS im2col's single product is faster than its 16 thin ones."""
+    return (tuple(kernel_hw) == (3, 3) and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1)
+            and tuple(map(tuple, padding)) == ((1, 1), (1, 1))
+            and x_shape[0] * x_shape[1] * x_shape[2] >= MIN_WINOGRAD_PIXELS)
 
 
-def _conv_3x3_fwd(x, kernel):
-    return conv_3x3_winograd_grad(x, kernel), (x, kernel)
+def im2col_weight_grad(x: jax.Array, g: jax.Array, kernel_hw: Pair, strides: Pair,
+                       padding: Padding, dilation: Pair) -> jax.Array:
+    """dL/dkernel (kh*kw*Cin, Cout) of any convolution: im2col of x times the output gradient."""
+    patches_t = im2col_t(x, kernel_hw, strides, padding, dilation)
+    return _dot(patches_t, g.reshape(-1, g.shape[-1]), (1, 0), accumulate=True)
 
 
-def _conv_3x3_bwd(residuals, g):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_matmul_weight_grad(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding,
+                            dilation: Pair) -> jax.Array:
+    """XLA's convolution and input gradient; the weight gradient as Winograd products (3x3
+    stride 1) or im2col times one matmul, summed over batch chunks."""
+    return xla_conv(x, kernel, strides, padding, dilation)
+
+
+def _conv_fwd(x, kernel, strides, padding, dilation):
+    return xla_conv(x, kernel, strides, padding, dilation), (x, kernel)
+
+
+def _conv_bwd(strides, padding, dilation, residuals, g):
     x, kernel = residuals
-    _, input_vjp = jax.vjp(lambda x_: xla_conv(x_, kernel, (1, 1), ((1, 1), (1, 1)), (1, 1)), x)
+    _, input_vjp = jax.vjp(lambda x_: xla_conv(x_, kernel, strides, padding, dilation), x)
     (dx,) = input_vjp(g)
-    return dx, sum_over_batch_chunks(winograd_weight_grad, x, g).astype(kernel.dtype)
+    kernel_hw = kernel.shape[:2]
+    if _uses_winograd(x.shape, kernel_hw, strides, padding, dilation):
+        weight_grad = winograd_weight_grad
+    else:
+        weight_grad = functools.partial(im2col_weight_grad, kernel_hw=kernel_hw, strides=strides,
+                                        padding=padding, dilation=dilation)
+    dk = sum_over_batch_chunks(weight_grad, x, g)
+    return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
 
 
-conv_3x3_winograd_grad.defvjp(_conv_3x3_fwd, _conv_3x3_bwd)
+conv_matmul_weight_grad.defvjp(_conv_fwd, _conv_bwd)
 
 
 def _overlap_add(cols: jax.Array, strides: Pair, padding: Pair, out_hw: Pair) -> jax.Array:
@@ -295,19 +292,18 @@ def _conv_transpose_fwd(x, kernel, strides, padding, output_padding):
 
 def _conv_transpose_bwd(strides, padding, output_padding, residuals, g):
     x, kernel = residuals
-    kh, kw, cout, cin = kernel.shape
-    n, h, w, _ = x.shape
+    kh, kw = kernel.shape[:2]
+    h, w = x.shape[1:3]
     pads = _gradient_conv_padding((h, w), g.shape[1:3], (kh, kw), strides, padding)
     # A negative high padding (output_padding > padding) crops the gradient first.
     g = g[:, :g.shape[1] + min(0, pads[0][1]), :g.shape[2] + min(0, pads[1][1])]
     pads = tuple((lo, max(0, hi)) for lo, hi in pads)
     dx = xla_conv(g, kernel, strides, pads, (1, 1))  # (kh, kw, Cout, Cin) is HWIO here
 
-    def weight_grad(g, x):
-        patches_t = im2col_t(g, (kh, kw), strides, pads, (1, 1))  # (kh*kw*Cout, N*H*W)
-        return _dot(patches_t, x.reshape(-1, cin), (1, 0), accumulate=True)
-
-    dk = sum_over_batch_chunks(weight_grad, g, x)
+    # The roles swap: the weight gradient is im2col of the output gradient times the input.
+    dk = sum_over_batch_chunks(functools.partial(im2col_weight_grad, kernel_hw=(kh, kw),
+                                                 strides=strides, padding=pads, dilation=(1, 1)),
+                               g, x)
     return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
 
 
@@ -316,17 +312,15 @@ conv_transpose_matmul.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 def matmul_conv(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding,
                 dilation: Pair) -> jax.Array:
-    """The matmul formulation of `xla_conv`: picks 1x1 dot, Winograd or im2col-gradient."""
+    """The matmul formulation of `xla_conv`: a 1x1 dot, or XLA's convolution with a matmul
+    weight gradient (XLA's own for the few-channel logits layer)."""
     kh, kw, _, cout = kernel.shape
     padding = tuple(tuple(int(v) for v in p) for p in padding)
     if cout < MIN_MATMUL_FEATURES:
         return xla_conv(x, kernel, strides, padding, dilation)
     if (kh, kw) == (1, 1) and padding == ((0, 0), (0, 0)):
         return conv_1x1(x, kernel, strides)
-    if ((kh, kw) == (3, 3) and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1)
-            and padding == ((1, 1), (1, 1)) and x.shape[0] * x.shape[1] * x.shape[2] >= MIN_WINOGRAD_PIXELS):
-        return conv_3x3_winograd_grad(x, kernel)
-    return conv_im2col_grad(x, kernel, tuple(strides), padding, tuple(dilation))
+    return conv_matmul_weight_grad(x, kernel, tuple(strides), padding, tuple(dilation))
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding, dilation: Pair,
