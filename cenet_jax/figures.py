@@ -1,8 +1,9 @@
 """PNG figures drawn with PIL only: prediction panels and training curves.
 
 `save_prediction_figure` writes ``image | ground truth | prediction | errors [| probability]``
-side by side, ``PANEL_GAP`` pixels apart, under a ``CAPTION_HEIGHT``-pixel caption strip:
-a (W x H) input gives a PNG of ``n * W + (n - 1) * PANEL_GAP`` by ``H + CAPTION_HEIGHT``.
+side by side, ``PANEL_GAP`` pixels apart, under a caption strip whose text scales with the
+panel (`caption_height`): a (W x H) input gives a PNG of ``n * W + (n - 1) * PANEL_GAP`` by
+``H + caption_height(W)``.
 Binary maps are white on black; the error panel shows true positives white, false
 positives red, false negatives blue, true negatives black, and pixels outside the field
 of view dark grey. Class maps with more than two classes use `PALETTE` (class 0 black)
@@ -20,8 +21,9 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-CAPTION_HEIGHT = 14
 PANEL_GAP = 4
+MIN_CAPTION_FONT, MAX_CAPTION_FONT = 11, 64   # pixels
+CAPTION_FONT_FRACTION = 0.045                 # caption text height as a fraction of the panel width
 TP_COLOUR, FP_COLOUR, FN_COLOUR, TN_COLOUR = (255, 255, 255), (230, 30, 30), (40, 90, 255), (0, 0, 0)
 OUTSIDE_FOV_COLOUR = (48, 48, 48)
 WRONG_COLOUR = (230, 30, 30)
@@ -87,6 +89,23 @@ def panel_zoom(shape: tuple[int, int]) -> int:
     return max(1, -(-MIN_PANEL_SIZE // max(min(shape), 1)))
 
 
+def caption_font_size(panel_width: int) -> int:
+    """Caption text size in pixels for a panel this wide: readable at 100 px and at 1000 px."""
+    return int(min(MAX_CAPTION_FONT, max(MIN_CAPTION_FONT, round(CAPTION_FONT_FRACTION * panel_width))))
+
+
+def caption_font(panel_width: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """PIL's built-in font at the caption size (a fixed bitmap font where FreeType is missing)."""
+    return ImageFont.load_default(size=caption_font_size(panel_width))
+
+
+def caption_height(panel_width: int) -> int:
+    """Height in pixels of the caption strip above panels this wide (text plus a margin)."""
+    size = caption_font_size(panel_width)
+    bottom = caption_font(panel_width).getbbox('Agy')[3]
+    return int(bottom + max(3, size // 4))
+
+
 def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarray, pred: np.ndarray,
                            probs: np.ndarray | None = None, fov: np.ndarray | None = None) -> None:
     """PNG panel: image | ground truth | prediction | errors [| foreground or max probability]."""
@@ -108,14 +127,16 @@ def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarra
     if zoom > 1:
         panels = [(c, np.repeat(np.repeat(p, zoom, axis=0), zoom, axis=1)) for c, p in panels]
     height, width = shape[0] * zoom, shape[1] * zoom
+    top = caption_height(width)
     figure = Image.new('RGB', (len(panels) * width + (len(panels) - 1) * PANEL_GAP,
-                               height + CAPTION_HEIGHT), (255, 255, 255))
+                               height + top), (255, 255, 255))
     draw = ImageDraw.Draw(figure)
-    font = ImageFont.load_default()
+    font = caption_font(width)
+    margin = max(2, caption_font_size(width) // 6)
     for index, (caption, panel) in enumerate(panels):
         left = index * (width + PANEL_GAP)
-        figure.paste(Image.fromarray(panel), (left, CAPTION_HEIGHT))
-        draw.text((left + 2, 1), caption, fill=(0, 0, 0), font=font)
+        figure.paste(Image.fromarray(panel), (left, top))
+        draw.text((left + margin, 1), caption, fill=(0, 0, 0), font=font)
     figure.save(path, format='PNG')
 
 

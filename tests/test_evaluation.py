@@ -186,7 +186,7 @@ def test_prediction_figures_have_the_documented_size(tmp_path):
     height, width = (zoom * n for n in records[0]['label'].shape)
     with Image.open(tmp_path / 'figs' / 'img_0.png') as png:
         assert png.format == 'PNG'
-        assert png.size == (5 * width + 4 * figures.PANEL_GAP, height + figures.CAPTION_HEIGHT)
+        assert png.size == (5 * width + 4 * figures.PANEL_GAP, height + figures.caption_height(width))
     oct_record = _oct_records(1)[0]
     path = tmp_path / 'oct.png'
     figures.save_prediction_figure(path, oct_record['image'], oct_record['label'], oct_record['label'])
@@ -194,10 +194,29 @@ def test_prediction_figures_have_the_documented_size(tmp_path):
         pixels = np.asarray(png.convert('RGB'))
         zoom = figures.panel_zoom((48, 20))
         assert zoom == 10  # 20 px wide -> enlarged to 200 px
-        assert png.size == (4 * 20 * zoom + 3 * figures.PANEL_GAP, 48 * zoom + figures.CAPTION_HEIGHT)
+        assert png.size == (4 * 20 * zoom + 3 * figures.PANEL_GAP, 48 * zoom + figures.caption_height(20 * zoom))
     w = 20 * zoom
-    ground_truth = pixels[figures.CAPTION_HEIGHT:, w + figures.PANEL_GAP:2 * w + figures.PANEL_GAP]
+    ground_truth = pixels[figures.caption_height(w):, w + figures.PANEL_GAP:2 * w + figures.PANEL_GAP]
     assert len(np.unique(ground_truth.reshape(-1, 3), axis=0)) == 11  # one palette colour per class
+
+
+def _caption_text_rows(path, panel_width: int) -> int:
+    """Number of pixel rows of the first panel's caption strip that hold dark (text) pixels."""
+    with Image.open(path) as png:
+        strip = np.asarray(png.convert('L'))[:figures.caption_height(panel_width), :panel_width]
+    return int((strip < 128).any(axis=1).sum())
+
+
+def test_caption_text_scales_with_the_panel(tmp_path):
+    """A DRIVE-sized figure (565 px panels) gets captions several times taller than a 100 px one."""
+    rows = {}
+    for width in (100, 565):
+        image = np.zeros((width, width), np.uint8)
+        figures.save_prediction_figure(tmp_path / f'{width}.png', image, image, image)
+        rows[width] = _caption_text_rows(tmp_path / f'{width}.png', width)
+    assert figures.caption_font_size(565) >= 2 * figures.caption_font_size(100)
+    assert rows[565] >= 2 * rows[100] > 0
+    assert rows[565] >= 0.025 * 565  # at least 2.5 % of the panel width: readable when shrunk to a page
 
 
 def test_curve_png(tmp_path):

@@ -30,7 +30,8 @@ from cenet_jax.data.transforms import TrainTransform, model_image
 def train_transform(data_cfg: ml_collections.ConfigDict) -> TrainTransform:
     """The training-time record -> example transform of a data config."""
     return TrainTransform(image_hw=data_config.image_hw(data_cfg), normalization=str(data_cfg.normalization),
-                          channel_order=str(data_cfg.channel_order), augment=data_config.augment_spec(data_cfg))
+                          channel_order=str(data_cfg.channel_order), augment=data_config.augment_spec(data_cfg),
+                          crop_hw=data_config.crop_hw(data_cfg))
 
 
 def per_host_batch_size(global_batch_size: int, process_count: int) -> int:

@@ -21,18 +21,30 @@ from cenet_jax.data.validate import validate_entries
 
 class FileRecordSource:
     """grain RandomAccessDataSource decoding one `Entry` per index; any failure while reading
-    is re-raised as a `DataError` naming the record's files (also inside grain workers)."""
+    is re-raised as a `DataError` naming the record's files (also inside grain workers).
+    With `cache=True` each record is decoded once per process and kept (records are never
+    modified downstream), which saves the decode of every epoch on small datasets."""
 
-    def __init__(self, entries: list[Entry], spec: DecodeSpec, name: str, split: str, num_skipped: int = 0):
+    def __init__(self, entries: list[Entry], spec: DecodeSpec, name: str, split: str, num_skipped: int = 0,
+                 cache: bool = False):
         self.entries = list(entries)
         self.spec = spec
         self.name, self.split = name, split
         self.num_skipped = num_skipped  # records dropped by validation with on_bad_record='skip'
+        self.cache: dict[int, Record] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, index: int) -> Record:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        record = self._decode(index)
+        if self.cache is not None:
+            self.cache[index] = record
+        return record
+
+    def _decode(self, index: int) -> Record:
         entry = self.entries[index]
         try:
             return decode_entry(entry, self.spec)
@@ -83,4 +95,5 @@ def build_source(data_cfg: ml_collections.ConfigDict, split: str) -> FileRecordS
     good, problems = validate_entries(entries, spec, level=str(data_cfg.validation),
                                       on_bad_record=str(data_cfg.on_bad_record), orphans=orphans,
                                       where=f'{data_cfg.name} {split} split under {data_cfg.root}')
-    return FileRecordSource(good, spec, data_cfg.name, split, num_skipped=len(entries) - len(good))
+    return FileRecordSource(good, spec, data_cfg.name, split, num_skipped=len(entries) - len(good),
+                            cache=bool(data_cfg.get('cache_decoded', False)))

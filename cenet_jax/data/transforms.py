@@ -159,6 +159,20 @@ def model_image(image: np.ndarray, image_hw: tuple[int, int], normalization: str
     return normalize(resize_image(image, image_hw), normalization, channel_order)
 
 
+def random_crop(arrays: tuple[np.ndarray, ...], crop_hw: tuple[int, int],
+                rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """The same uniformly placed (H, W) window of every array (patch training); arrays smaller
+    than the window are an error, not silently padded."""
+    height, width = arrays[0].shape[:2]
+    crop_h, crop_w = crop_hw
+    if crop_h > height or crop_w > width:
+        raise ValueError(f'crop {crop_h}x{crop_w} is larger than the {height}x{width} image; '
+                         'data.crop_size must fit inside data.image_size')
+    top = int(rng.integers(0, height - crop_h + 1))
+    left = int(rng.integers(0, width - crop_w + 1))
+    return tuple(np.ascontiguousarray(a[top:top + crop_h, left:left + crop_w]) for a in arrays)
+
+
 def augment(image: np.ndarray, label: np.ndarray, fov: np.ndarray, rng: np.random.Generator,
             spec: AugmentSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flips, affine scale/shift and colour jitter on model-size uint8 arrays (image, label, fov)."""
@@ -172,16 +186,20 @@ def augment(image: np.ndarray, label: np.ndarray, fov: np.ndarray, rng: np.rando
 @dataclasses.dataclass(frozen=True)
 class TrainTransform:
     """grain random_map callable: record -> training example {'image' float32 (H, W, 3) normalised,
-    'label' int32 (H, W), 'fov' float32 (H, W)} at the model size."""
+    'label' int32 (H, W), 'fov' float32 (H, W)} at the model size, or, with `crop_hw`, a random
+    (H, W) patch of the model-size image (patch training; prediction stays on whole images)."""
     image_hw: tuple[int, int]
     normalization: str = 'reference'
     channel_order: str = 'rgb'
     augment: AugmentSpec = AugmentSpec()
+    crop_hw: tuple[int, int] | None = None
 
     def __call__(self, record: Mapping[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
         image = resize_image(record['image'], self.image_hw)
         label = resize_mask(record['label'].astype(np.uint8), self.image_hw)
         fov = resize_mask(record['fov'].astype(np.uint8), self.image_hw)
+        if self.crop_hw is not None:
+            image, label, fov = random_crop((image, label, fov), self.crop_hw, rng)
         if self.augment.enabled:
             image, label, fov = augment(image, label, fov, rng, self.augment)
         return {'image': normalize(image, self.normalization, self.channel_order),

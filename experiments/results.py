@@ -1,0 +1,341 @@
+"""One command per results table: train, score the last checkpoint with eval.py (8-fold TTA and
+without), and write the numbers beside the paper's with the exact command, git commit, config,
+wall time and hardware.
+
+  python experiments/results.py drive    --data ../shared/datasets/DRIVE
+  python experiments/results.py isbi     --data ../shared/datasets/ISBI2012_EM
+  python experiments/results.py ablation --data ../shared/datasets/DRIVE [--spread-seeds 1]
+  python experiments/results.py repro    --data ../shared/datasets/DRIVE
+  python experiments/results.py recipe   --data ../shared/datasets/DRIVE
+
+Every run goes through the real `train.py` and `eval.py` (one process each). Training never sees
+the test split (the CPU configs train on all training images with validation off), and the
+*last* checkpoint is scored. A run's workdir is named after what defines it (config, variant,
+seed, steps, overrides), so tables that share a run share its workdir, and an interrupted table
+resumes where it stopped (`--fresh` retrains). Results go to --out (default docs/results):
+`<table>.json`, `<table>.md`, training curves and a few prediction figures as PNGs.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cenet_jax import figures  # noqa: E402  (after the path set-up, like bench/)
+from cenet_jax.logging import read_metrics  # noqa: E402
+
+PAPER_NOTE = ('The paper\'s numbers use an ImageNet-pretrained ResNet-34 encoder and 100 epochs on a '
+              'GPU; ours start from random weights (ImageNet weights cannot be downloaded here).')
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run of a table: a row label, the config's variant, seed and extra overrides."""
+    label: str
+    variant: str = 'cenet'
+    seed: int = 0
+    overrides: tuple[str, ...] = ()
+    repeat: int = 0          # > 0: a separate workdir for the same run (reproducibility check)
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A results table: its config, runs, the TTA modes scored and the paper rows shown beside."""
+    title: str
+    config: str
+    runs: tuple[Run, ...]
+    tta: tuple[str, ...] = ('d8', 'none')
+    steps: int = 0           # > 0: overrides the config's num_train_steps for every run
+    paper_rows: tuple[str, ...] = ()
+
+
+ABLATION_VARIANTS = (('U-Net', 'unet'), ('Backbone', 'backbone'), ('Backbone+DAC', 'backbone_dac'),
+                     ('Backbone+RMP', 'backbone_rmp'), ('CE-Net', 'cenet'))
+SHORT_BUDGET = 300           # steps of every ablation / repro / recipe run (same budget for all)
+WHOLE_IMAGE_320 = ('data.image_size=(320, 320)', 'data.crop_size=(0, 0)')
+
+TABLES = {
+    'drive': Table('DRIVE retinal vessels (paper Table II)', 'configs/drive_cpu.py',
+                   (Run('CE-Net'),), paper_rows=('CE-Net', 'Backbone', 'U-Net')),
+    'isbi': Table('ISBI 2012 EM membranes (paper Table IV)', 'configs/isbi_cpu.py',
+                  (Run('CE-Net'),), paper_rows=('CE-Net', 'Backbone', 'U-Net')),
+    'ablation': Table('Table VI ablation on DRIVE at the CPU recipe', 'configs/drive_cpu.py',
+                      tuple(Run(label, variant) for label, variant in ABLATION_VARIANTS),
+                      tta=('d8',), steps=SHORT_BUDGET,
+                      paper_rows=('U-Net', 'Backbone', 'Backbone+DAC', 'Backbone+RMP', 'CE-Net')),
+    'repro': Table('Same recipe, same seed, twice', 'configs/drive_cpu.py',
+                   (Run('CE-Net, first run'), Run('CE-Net, second run', repeat=1)),
+                   tta=('d8',), steps=SHORT_BUDGET),
+    'recipe': Table('What each CPU-recipe choice bought (DRIVE)', 'configs/drive_cpu.py', (
+        Run('whole image 320 px, Dice', overrides=WHOLE_IMAGE_320 + ('loss.kind=dice',)),
+        Run('whole image 320 px, Dice + CE', overrides=WHOLE_IMAGE_320),
+        Run('192 px patches of 576 px, Dice', overrides=('loss.kind=dice',)),
+        Run('192 px patches of 576 px, Dice + CE (the CPU recipe)'),
+    ), tta=('d8',), steps=SHORT_BUDGET),
+}
+METRIC_NAMES = {'sen': 'Sen', 'acc': 'Acc', 'auc': 'AUC', 'v_rand': 'V_Rand', 'v_info': 'V_Info'}
+
+
+def slug(text: str) -> str:
+    return re.sub(r'[^A-Za-z0-9.]+', '-', text).strip('-').lower()
+
+
+def workdir_name(table: Table, run: Run, steps: int) -> str:
+    """Workdir name from what defines a run, so identical runs of different tables share it."""
+    parts = [Path(table.config).stem, run.variant, f's{run.seed}', f'{steps or "default"}steps']
+    parts += [slug(o) for o in run.overrides]
+    if run.repeat:
+        parts.append(f'repeat{run.repeat}')
+    return '-'.join(parts)
+
+
+def train_command(table: Table, run: Run, workdir: Path, data: str, steps: int) -> list[str]:
+    command = [sys.executable, 'train.py', f'--config={table.config}:variant={run.variant}',
+               f'--workdir={workdir}', f'--config.data.root={data}', f'--config.seed={run.seed}']
+    if steps:
+        command.append(f'--config.num_train_steps={steps}')
+    return command + [f'--config.{o}' for o in run.overrides]
+
+
+def eval_command(workdir: Path, tta: str) -> list[str]:
+    command = [sys.executable, 'eval.py', f'--workdir={workdir}', '--checkpoint=latest', f'--tta={tta}',
+               f'--output_dir={workdir / "eval" / f"test_{tta}"}']
+    return command + ([] if tta == 'd8' else ['--config.eval.figures=False'])
+
+
+def run_logged(command: list[str], log_path: Path) -> float:
+    """Run `command` from the repository root with its output teed to `log_path`; seconds taken."""
+    print('$', shlex.join(command), flush=True)
+    start = time.perf_counter()
+    with open(log_path, 'a') as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, bufsize=1)
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            if 'step ' in line or 'error' in line.lower() or line.startswith(('model:', '|', 'split')):
+                print('   ', line.rstrip(), flush=True)
+        if process.wait():
+            raise SystemExit(f'command failed with exit status {process.returncode}: {shlex.join(command)}\n'
+                             f'see {log_path}')
+    return time.perf_counter() - start
+
+
+def git_commit() -> str:
+    """HEAD's hash, with '+dirty' when tracked files differ from it."""
+    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return (head or 'unknown') + ('+dirty' if dirty else '')
+
+
+def hardware() -> dict[str, Any]:
+    """CPU model, core count, memory, and the versions that produce the numbers."""
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
+                   if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    memory_gb = None
+    try:
+        memory_gb = round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    versions = {name: importlib.metadata.version(name) for name in ('jax', 'jaxlib', 'flax', 'optax')}
+    return {'cpu': cpu, 'cores': os.cpu_count(), 'memory_gb': memory_gb, 'python': platform.python_version(),
+            **versions}
+
+
+def read_scores(metrics_path: Path) -> dict[str, Any]:
+    """Per-image mean and std of the table metrics, the pooled scores and the paper rows."""
+    summary = json.loads(metrics_path.read_text())
+    scores = {}
+    for name, values in summary['aggregate'].items():
+        if name in METRIC_NAMES:
+            scores[name] = {'mean': values['mean'], 'std': values['std']}
+    return {'scores': scores, 'pooled': summary.get('pooled') or {}, 'paper': summary['paper'],
+            'num_images': summary['num_images']}
+
+
+def run_config_summary(workdir: Path) -> dict[str, Any]:
+    """The recipe fields a reader checks first, from the run's own config.json."""
+    config = json.loads((workdir / 'config.json').read_text())
+    data, optim = config['data'], config['optim']
+    return {'steps': config['num_train_steps'], 'batch': config['batch_size'],
+            'image_size': data['image_size'], 'crop_size': data.get('crop_size'),
+            'optimizer': f"{optim['name']} lr {optim['lr']} {optim['schedule']} warmup {optim['warmup_steps']}",
+            'loss': config['loss']['kind'], 'architecture': config['model']['architecture'],
+            'variant_fields': {k: config['model'][k] for k in ('context', 'dac_atrous') if k in config['model']},
+            'seed': config['seed'], 'pretrained': bool(config['model'].get('pretrained'))}
+
+
+def copy_figures(workdir: Path, out: Path, prefix: str, count: int = 2, max_width: int = 1600) -> list[str]:
+    """Copy the run's curves and the first `count` d8 prediction figures (shrunk to max_width)."""
+    from PIL import Image
+    written = []
+    sources = [workdir / 'curves.png'] + sorted((workdir / 'eval' / 'test_d8' / 'figures').glob('*.png'))[:count]
+    for source in sources:
+        if not source.exists():
+            continue
+        target = out / f'{prefix}_{source.name}'
+        with Image.open(source) as image:
+            if image.width > max_width:
+                image = image.resize((max_width, round(image.height * max_width / image.width)),
+                                     Image.Resampling.LANCZOS)
+            image.save(target, format='PNG', optimize=True)
+        written.append(target.name)
+    return written
+
+
+def save_loss_curves(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """One PNG with the training loss of every run of a table."""
+    series = {}
+    for row in rows:
+        records = [r for r in read_metrics(Path(row['workdir']) / 'metrics.jsonl') if 'train_loss' in r]
+        if records:
+            series[row['label'][:28]] = ([r['step'] for r in records], [r['train_loss'] for r in records])
+    if series:
+        figures.save_curve_png(path, [], series, size=(900, 520), title='training loss (Dice + CE or Dice)')
+
+
+def format_value(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return 'n/a'
+    return f'{value:.4f}' + (f' ± {std:.4f}' if std is not None else '')
+
+
+def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
+    """The table's report: provenance, our rows (per TTA mode), the paper's rows, figures."""
+    metrics = [m for m in METRIC_NAMES if any(m in r['evals'].get(t, {}).get('scores', {})
+                                              for r in result['rows'] for t in table.tta)]
+    head = ['run', 'seed', 'TTA'] + [METRIC_NAMES[m] for m in metrics]
+    pooled = 'auc' in metrics
+    if pooled:
+        head.append('AUC (pooled pixels)')
+    head += ['train (min)']
+    lines = [f'### {table.title}', '',
+             f'- command: `{result["command"]}`',
+             f'- git commit: `{result["git_commit"]}`; finished {result["finished"]}',
+             f'- hardware: {result["hardware"]["cpu"]}, {result["hardware"]["cores"]} cores, '
+             f'{result["hardware"]["memory_gb"]} GiB; jax {result["hardware"]["jax"]}, '
+             f'flax {result["hardware"]["flax"]}',
+             f'- wall time of the table: {result["wall_minutes"]:.1f} min',
+             f'- config: `{table.config}`' + (f' with {table.steps} steps' if table.steps else '')
+             + '; each run\'s full config is its workdir\'s config.json',
+             f'- scored: the last checkpoint, on the {result["rows"][0]["evals"][table.tta[0]]["num_images"]} '
+             'test images; per-image mean ± std; from random weights', '',
+             '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for row in result['rows']:
+        for tta in table.tta:
+            scored = row['evals'][tta]
+            cells = [row['label'], str(row['seed']), tta]
+            cells += [format_value(scored['scores'][m]['mean'], scored['scores'][m]['std']) for m in metrics]
+            if pooled:
+                cells.append(format_value(scored['pooled'].get('auc')))
+            cells.append(f'{row["train_seconds"] / 60:.1f}' if row['train_seconds'] is not None else 'resumed')
+            lines.append('| ' + ' | '.join(cells) + ' |')
+    paper = result['rows'][0]['evals'][table.tta[0]]['paper']
+    for method in table.paper_rows:
+        if method in paper:
+            values = paper[method]
+            cells = [f'paper: {method}', '', '']
+            for m in metrics:
+                value = values.get(m)
+                cells.append(format_value(value[0] if isinstance(value, list) else value))
+            cells += [''] * (len(head) - len(cells))
+            lines.append('| ' + ' | '.join(cells) + ' |')
+    lines += ['', PAPER_NOTE]
+    config_lines = [f'- {row["label"]}: {json.dumps(row["config"])}' for row in result['rows']]
+    lines += ['', 'Recipe of each run (from its config.json):', ''] + config_lines
+    if result.get('figures'):
+        lines += [''] + [f'![{f}]({f})' for f in result['figures']]
+    return '\n'.join(lines) + '\n'
+
+
+def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, steps: int | None,
+              spread_seeds: Sequence[int], argv: Sequence[str]) -> dict[str, Any]:
+    """Train and score every run of table `name`; write <out>/<name>.json and .md; the result."""
+    table = TABLES[name]
+    if steps is not None:
+        table = dataclasses.replace(table, steps=steps)
+    runs = list(table.runs) + [Run(f'CE-Net, seed {s}', seed=s) for s in spread_seeds]
+    out.mkdir(parents=True, exist_ok=True)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows = []
+    for run in runs:
+        workdir = runs_dir / workdir_name(table, run, table.steps)
+        if fresh and workdir.exists():
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        log_path = workdir / 'results_log.txt'
+        resumed = (workdir / 'checkpoints').exists()
+        seconds = run_logged(train_command(table, run, workdir, data, table.steps), log_path)
+        evals, eval_seconds = {}, {}
+        for tta in table.tta:
+            eval_seconds[tta] = run_logged(eval_command(workdir, tta), log_path)
+            evals[tta] = read_scores(workdir / 'eval' / f'test_{tta}' / 'metrics.json')
+        rows.append({'label': run.label, 'variant': run.variant, 'seed': run.seed, 'workdir': str(workdir),
+                     'train_seconds': None if resumed else seconds, 'eval_seconds': eval_seconds,
+                     'config': run_config_summary(workdir), 'evals': evals,
+                     'train_command': shlex.join(train_command(table, run, workdir, data, table.steps))})
+    result = {'table': name, 'title': table.title, 'command': shlex.join(['python', *argv]),
+              'git_commit': git_commit(), 'hardware': hardware(),
+              'finished': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+              'wall_minutes': (time.perf_counter() - start) / 60, 'rows': rows}
+    result['figures'] = []
+    if len(rows) > 1:
+        save_loss_curves(rows, out / f'{name}_loss.png')
+        result['figures'].append(f'{name}_loss.png')
+    else:
+        result['figures'] += copy_figures(Path(rows[0]['workdir']), out, name)
+    if name == 'repro':
+        first, second = (r['evals'][table.tta[0]] for r in rows)
+        result['identical'] = first['scores'] == second['scores'] and first['pooled'] == second['pooled']
+    (out / f'{name}.json').write_text(json.dumps(result, indent=2) + '\n')
+    text = markdown(name, table, result)
+    if name == 'repro':
+        text += f'\nBoth runs give identical scores: **{result["identical"]}**.\n'
+    (out / f'{name}.md').write_text(text)
+    print(text)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('table', choices=sorted(TABLES))
+    parser.add_argument('--data', required=True, help='dataset folder (DRIVE or ISBI2012_EM)')
+    parser.add_argument('--out', default='docs/results', help='where the .json, .md and PNGs go')
+    parser.add_argument('--runs', default='runs/results', help='parent folder of the runs\' workdirs')
+    parser.add_argument('--steps', type=int, default=None, help='override every run\'s training steps')
+    parser.add_argument('--spread-seeds', default='', help='extra CE-Net seeds (comma-separated) '
+                        'to measure the seed spread, e.g. 1,2')
+    parser.add_argument('--fresh', action='store_true', help='delete existing workdirs first')
+    args = parser.parse_args(argv)
+    if not Path(args.data).is_dir():
+        raise SystemExit(f'error: --data {args.data!r} is not a folder; pass the dataset root '
+                         '(e.g. ../shared/datasets/DRIVE)')
+    seeds = [int(s) for s in args.spread_seeds.split(',') if s.strip()]
+    run_table(args.table, args.data, Path(args.out), Path(args.runs).resolve(), args.fresh, args.steps,
+              seeds, ['experiments/results.py', *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,81 @@
+"""The CPU recipes (configs/*_cpu.py) and the results runner (experiments/results.py) without
+training: what the configs set, and the commands, workdirs and report the runner builds."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from cenet_jax.data import config as data_config
+from configs import drive_cpu, isbi_cpu
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'experiments'))
+import results  # noqa: E402
+
+
+@pytest.mark.parametrize('module', [drive_cpu, isbi_cpu])
+def test_cpu_recipes_train_on_patches_without_looking_at_the_test_split(module):
+    config = module.get_config()
+    crop = data_config.crop_hw(config.data)
+    assert crop is not None and all(c % 32 == 0 and c >= 192 for c in crop)  # RMP's 6x6 pool fits
+    assert all(s % 32 == 0 for s in config.data.image_size)
+    assert config.eval_every_steps == 0 and config.data.val_fraction == 0.0
+    assert config.optim.name == 'adam' and config.loss.kind == 'dice_ce'
+    assert not config.model.pretrained
+    unet = module.get_config('variant=unet')
+    assert unet.model.architecture == 'unet' and unet.data.crop_size == config.data.crop_size
+
+
+def test_identical_runs_share_a_workdir_and_repeats_do_not():
+    ablation, repro = results.TABLES['ablation'], results.TABLES['repro']
+    cenet = next(r for r in ablation.runs if r.variant == 'cenet')
+    assert (results.workdir_name(ablation, cenet, ablation.steps)
+            == results.workdir_name(repro, repro.runs[0], repro.steps))
+    assert (results.workdir_name(repro, repro.runs[0], repro.steps)
+            != results.workdir_name(repro, repro.runs[1], repro.steps))
+    names = {results.workdir_name(t, r, t.steps) for t in results.TABLES.values() for r in t.runs}
+    assert len(names) == len({(t.config, r.variant, r.seed, t.steps, r.overrides, r.repeat)
+                              for t in results.TABLES.values() for r in t.runs})
+
+
+def test_commands_score_the_last_checkpoint_with_the_run_settings(tmp_path):
+    table = results.TABLES['recipe']
+    run = table.runs[0]
+    train = results.train_command(table, run, tmp_path, '/data/DRIVE', table.steps)
+    assert train[1:3] == ['train.py', '--config=configs/drive_cpu.py:variant=cenet']
+    assert '--config.num_train_steps=300' in train and '--config.data.image_size=(320, 320)' in train
+    assert '--config.data.root=/data/DRIVE' in train and '--config.seed=0' in train
+    evaluate = results.eval_command(tmp_path, 'none')
+    assert '--checkpoint=latest' in evaluate and '--tta=none' in evaluate
+    assert '--config.eval.figures=False' in evaluate
+    assert '--config.eval.figures=False' not in results.eval_command(tmp_path, 'd8')
+
+
+def fake_row(label, auc, seed=0):
+    scores = {'sen': {'mean': 0.7, 'std': 0.05}, 'acc': {'mean': 0.95, 'std': 0.01},
+              'auc': {'mean': auc, 'std': 0.01}}
+    paper = {'CE-Net': {'sen': 0.8309, 'acc': 0.9545, 'auc': 0.9779}}
+    scored = {'scores': scores, 'pooled': {'auc': auc + 0.001}, 'paper': paper, 'num_images': 20}
+    return {'label': label, 'seed': seed, 'train_seconds': 600.0, 'config': {'steps': 300},
+            'evals': {'d8': scored, 'none': scored}, 'workdir': '/tmp/x'}
+
+
+def test_markdown_report_has_provenance_our_rows_and_the_paper_rows():
+    table = results.TABLES['drive']
+    result = {'command': 'python experiments/results.py drive --data D', 'git_commit': 'abc123',
+              'finished': '2026-11-30 10:00 UTC', 'wall_minutes': 12.5, 'figures': ['drive_curves.png'],
+              'hardware': {'cpu': 'Test CPU', 'cores': 2, 'memory_gb': 23.4, 'jax': '0.1', 'flax': '0.2'},
+              'rows': [fake_row('CE-Net', 0.9712)]}
+    text = results.markdown('drive', table, result)
+    assert '`python experiments/results.py drive --data D`' in text and '`abc123`' in text
+    assert 'Test CPU, 2 cores' in text and '12.5 min' in text
+    assert '| CE-Net | 0 | d8 | 0.7000 ± 0.0500 | 0.9500 ± 0.0100 | 0.9712 ± 0.0100 | 0.9722 | 10.0 |' in text
+    assert '| CE-Net | 0 | none |' in text
+    assert '| paper: CE-Net |  |  | 0.8309 | 0.9545 | 0.9779 |' in text
+    assert 'random weights' in text and '![drive_curves.png](drive_curves.png)' in text
+    json.dumps(result)   # the .json beside it is plain JSON
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match='is not a folder'):
+        results.main(['drive', '--data', str(tmp_path / 'nowhere')])
