@@ -122,6 +122,7 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
     result = evaluate_records(
         stream, probs_of, task=config.eval.task, paper_key=paper_key,
         threshold=float(config.eval.threshold),
+        cell_thresholds=tuple(float(t) for t in config.eval.get('cell_thresholds', ())),
         figure_dir=out_dir / 'figures' if primary and config.eval.figures else None,
         extra_settings={'split': split, 'tta': tta, 'tta_run': tta_run, 'mode': config.eval.mode,
                         'source': source})

@@ -82,6 +82,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval.mode = 'resize'           # resize (predict at model size) | sliding
     config.eval.window_overlap = 0.25
     config.eval.threshold = 0.5
+    config.eval.cell_thresholds = ()      # ISBI: also score membrane p > t for each t, report the best
     config.eval.batch_size = 8
     config.eval.figures = True            # eval.py: one PNG per image
 

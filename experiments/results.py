@@ -170,7 +170,7 @@ def read_scores(metrics_path: Path) -> dict[str, Any]:
         if name in METRIC_NAMES:
             scores[name] = {'mean': values['mean'], 'std': values['std']}
     return {'scores': scores, 'pooled': summary.get('pooled') or {}, 'paper': summary['paper'],
-            'num_images': summary['num_images']}
+            'num_images': summary['num_images'], 'sweep': summary.get('threshold_sweep') or {}}
 
 
 def run_config_summary(workdir: Path) -> dict[str, Any]:
@@ -228,6 +228,9 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
     pooled = 'auc' in metrics
     if pooled:
         head.append('AUC (pooled pixels)')
+    sweep = any(r['evals'][t].get('sweep') for r in result['rows'] for t in table.tta)
+    if sweep:
+        head += ['V_Rand, best threshold', 'V_Info, best threshold']
     head += ['train (min)']
     lines = [f'### {table.title}', '',
              f'- command: `{result["command"]}`',
@@ -248,6 +251,10 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
             cells += [format_value(scored['scores'][m]['mean'], scored['scores'][m]['std']) for m in metrics]
             if pooled:
                 cells.append(format_value(scored['pooled'].get('auc')))
+            if sweep:
+                best = scored.get('sweep') or {}
+                cells += [f'{format_value(best.get(m))} (t={best.get(m + "_threshold")})'
+                          for m in ('v_rand', 'v_info')]
             cells.append(f'{row["train_seconds"] / 60:.1f}' if row['train_seconds'] is not None else 'resumed')
             lines.append('| ' + ' | '.join(cells) + ' |')
     paper = result['rows'][0]['evals'][table.tta[0]]['paper']
