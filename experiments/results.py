@@ -284,6 +284,7 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
     runs = list(table.runs) + [Run(f'CE-Net, seed {s}', seed=s) for s in spread_seeds]
     out.mkdir(parents=True, exist_ok=True)
     runs_dir.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()   # the code the runs start from ('+dirty': tracked files were edited)
     start = time.perf_counter()
     rows = []
     for run in runs:
@@ -303,7 +304,7 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
                      'config': run_config_summary(workdir), 'evals': evals,
                      'train_command': shlex.join(train_command(table, run, workdir, data, table.steps))})
     result = {'table': name, 'title': table.title, 'command': shlex.join(['python', *argv]),
-              'git_commit': git_commit(), 'hardware': hardware(),
+              'git_commit': commit, 'hardware': hardware(),
               'finished': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
               'wall_minutes': (time.perf_counter() - start) / 60, 'rows': rows}
     result['figures'] = []
