@@ -3,7 +3,7 @@ without), and write the numbers beside the paper's with the exact command, git c
 wall time and hardware.
 
   python experiments/results.py drive    --data ../shared/datasets/DRIVE
-  python experiments/results.py isbi     --data ../shared/datasets/ISBI2012_EM
+  python experiments/results.py isbi     --data ../shared/datasets/ISBI2012_EM [--folds 5]
   python experiments/results.py ablation --data ../shared/datasets/DRIVE [--spread-seeds 1]
   python experiments/results.py repro    --data ../shared/datasets/DRIVE
   python experiments/results.py recipe   --data ../shared/datasets/DRIVE
@@ -83,7 +83,6 @@ TABLES = {
                    tta=('d8',), steps=SHORT_BUDGET),
     'recipe': Table('What each CPU-recipe choice bought (DRIVE)', 'configs/drive_cpu.py', (
         Run('whole image 320 px, Dice', overrides=WHOLE_IMAGE_320 + ('loss.kind=dice',)),
-        Run('whole image 320 px, Dice + CE', overrides=WHOLE_IMAGE_320),
         Run('192 px patches of 576 px, Dice', overrides=('loss.kind=dice',)),
         Run('192 px patches of 576 px, Dice + CE (the CPU recipe)'),
     ), tta=('d8',), steps=SHORT_BUDGET),
@@ -124,7 +123,7 @@ def run_logged(command: list[str], log_path: Path) -> float:
     start = time.perf_counter()
     with open(log_path, 'a') as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True, bufsize=1)
+                                   text=True, bufsize=1, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
         assert process.stdout is not None
         for line in process.stdout:
             log.write(line)
@@ -275,13 +274,46 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def fold_runs(runs: Sequence[Run], folds: int) -> list[Run]:
+    """Each run once per fold of k-fold cross-validation (single-pool datasets such as ISBI)."""
+    if folds < 2:
+        raise SystemExit(f'error: --folds must be at least 2, got {folds}')
+    return [dataclasses.replace(run, label=f'{run.label}, fold {fold + 1}/{folds}',
+                                overrides=run.overrides + (f'data.num_folds={folds}', f'data.fold={fold}'))
+            for run in runs for fold in range(folds)]
+
+
+def mean_row(rows: Sequence[dict[str, Any]], label: str) -> dict[str, Any]:
+    """A row holding the mean over `rows` of each per-image mean (std = the spread over rows)."""
+    import statistics
+    evals = {}
+    for tta in rows[0]['evals']:
+        scored = [r['evals'][tta] for r in rows]
+        scores = {}
+        for metric in scored[0]['scores']:
+            values = [s['scores'][metric]['mean'] for s in scored]
+            scores[metric] = {'mean': statistics.fmean(values), 'std': statistics.pstdev(values)}
+        pooled = {k: statistics.fmean(s['pooled'][k] for s in scored)
+                  for k in scored[0]['pooled'] if all(s['pooled'].get(k) is not None for s in scored)}
+        sweep = {k: statistics.fmean(s['sweep'][k] for s in scored)
+                 for k in ('v_rand', 'v_info') if all(k in (s.get('sweep') or {}) for s in scored)}
+        evals[tta] = {'scores': scores, 'pooled': pooled, 'sweep': sweep, 'paper': scored[0]['paper'],
+                      'num_images': sum(s['num_images'] for s in scored)}
+    seconds = [r['train_seconds'] for r in rows]
+    return {'label': label, 'variant': rows[0]['variant'], 'seed': rows[0]['seed'], 'workdir': '',
+            'train_seconds': None if None in seconds else sum(seconds), 'eval_seconds': {},
+            'config': rows[0]['config'], 'evals': evals, 'train_command': ''}
+
+
 def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, steps: int | None,
-              spread_seeds: Sequence[int], argv: Sequence[str]) -> dict[str, Any]:
+              spread_seeds: Sequence[int], argv: Sequence[str], folds: int = 0) -> dict[str, Any]:
     """Train and score every run of table `name`; write <out>/<name>.json and .md; the result."""
     table = TABLES[name]
     if steps is not None:
         table = dataclasses.replace(table, steps=steps)
     runs = list(table.runs) + [Run(f'CE-Net, seed {s}', seed=s) for s in spread_seeds]
+    if folds:
+        runs = fold_runs(runs, folds)
     out.mkdir(parents=True, exist_ok=True)
     runs_dir.mkdir(parents=True, exist_ok=True)
     commit = git_commit()   # the code the runs start from ('+dirty': tracked files were edited)
@@ -303,13 +335,15 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
                      'train_seconds': None if resumed else seconds, 'eval_seconds': eval_seconds,
                      'config': run_config_summary(workdir), 'evals': evals,
                      'train_command': shlex.join(train_command(table, run, workdir, data, table.steps))})
+    if folds:
+        rows.append(mean_row(rows, f'mean of {folds} folds (± spread over folds)'))
     result = {'table': name, 'title': table.title, 'command': shlex.join(['python', *argv]),
               'git_commit': commit, 'hardware': hardware(),
               'finished': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
               'wall_minutes': (time.perf_counter() - start) / 60, 'rows': rows}
     result['figures'] = []
     if len(rows) > 1:
-        save_loss_curves(rows, out / f'{name}_loss.png')
+        save_loss_curves([r for r in rows if r['workdir']], out / f'{name}_loss.png')
         result['figures'].append(f'{name}_loss.png')
     else:
         result['figures'] += copy_figures(Path(rows[0]['workdir']), out, name)
@@ -335,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument('--steps', type=int, default=None, help='override every run\'s training steps')
     parser.add_argument('--spread-seeds', default='', help='extra CE-Net seeds (comma-separated) '
                         'to measure the seed spread, e.g. 1,2')
+    parser.add_argument('--folds', type=int, default=0, help='k-fold cross-validation: every run once '
+                        'per fold (single-pool datasets: isbi), plus the mean over folds')
     parser.add_argument('--fresh', action='store_true', help='delete existing workdirs first')
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():
@@ -342,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                          '(e.g. ../shared/datasets/DRIVE)')
     seeds = [int(s) for s in args.spread_seeds.split(',') if s.strip()]
     run_table(args.table, args.data, Path(args.out), Path(args.runs).resolve(), args.fresh, args.steps,
-              seeds, ['experiments/results.py', *(sys.argv[1:] if argv is None else argv)])
+              seeds, ['experiments/results.py', *(sys.argv[1:] if argv is None else argv)], args.folds)
 
 
 if __name__ == '__main__':

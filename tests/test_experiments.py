@@ -56,7 +56,7 @@ def fake_row(label, auc, seed=0):
               'auc': {'mean': auc, 'std': 0.01}}
     paper = {'CE-Net': {'sen': 0.8309, 'acc': 0.9545, 'auc': 0.9779}}
     scored = {'scores': scores, 'pooled': {'auc': auc + 0.001}, 'paper': paper, 'num_images': 20}
-    return {'label': label, 'seed': seed, 'train_seconds': 600.0, 'config': {'steps': 300},
+    return {'label': label, 'variant': 'cenet', 'seed': seed, 'train_seconds': 600.0, 'config': {'steps': 300},
             'evals': {'d8': scored, 'none': scored}, 'workdir': '/tmp/x'}
 
 
@@ -79,3 +79,19 @@ def test_markdown_report_has_provenance_our_rows_and_the_paper_rows():
 def test_missing_data_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match='is not a folder'):
         results.main(['drive', '--data', str(tmp_path / 'nowhere')])
+
+
+def test_folds_run_every_fold_and_add_the_mean_over_folds():
+    runs = results.fold_runs(results.TABLES['isbi'].runs, 3)
+    assert [r.overrides[-1] for r in runs] == ['data.fold=0', 'data.fold=1', 'data.fold=2']
+    assert all('data.num_folds=3' in r.overrides for r in runs)
+    table = results.TABLES['isbi']
+    assert len({results.workdir_name(table, r, 0) for r in runs}) == 3
+    rows = [fake_row(f'fold {k}', auc) for k, auc in enumerate((0.96, 0.97, 0.98))]
+    mean = results.mean_row(rows, 'mean')
+    assert mean['evals']['d8']['scores']['auc']['mean'] == pytest.approx(0.97)
+    assert mean['evals']['d8']['scores']['auc']['std'] == pytest.approx(0.00816496, rel=1e-5)
+    assert mean['evals']['d8']['pooled']['auc'] == pytest.approx(0.971)
+    assert mean['evals']['d8']['num_images'] == 60 and mean['train_seconds'] == 1800.0
+    with pytest.raises(SystemExit, match='at least 2'):
+        results.fold_runs(runs, 1)
