@@ -64,10 +64,10 @@ class Table:
     paper_rows: tuple[str, ...] = ()
 
 
-ABLATION_VARIANTS = (('U-Net', 'unet'), ('Backbone', 'backbone'), ('Backbone+DAC', 'backbone_dac'),
-                     ('Backbone+RMP', 'backbone_rmp'), ('CE-Net', 'cenet'))
+# Run order: the comparisons the ablation is about first (CE-Net against Backbone and U-Net).
+ABLATION_VARIANTS = (('CE-Net', 'cenet'), ('Backbone', 'backbone'), ('U-Net', 'unet'),
+                     ('Backbone+DAC', 'backbone_dac'), ('Backbone+RMP', 'backbone_rmp'))
 SHORT_BUDGET = 300           # steps of every ablation / repro / recipe run (same budget for all)
-WHOLE_IMAGE_320 = ('data.image_size=(320, 320)', 'data.crop_size=(0, 0)')
 
 TABLES = {
     'drive': Table('DRIVE retinal vessels (paper Table II)', 'configs/drive_cpu.py',
@@ -81,10 +81,10 @@ TABLES = {
     'repro': Table('Same recipe, same seed, twice', 'configs/drive_cpu.py',
                    (Run('CE-Net, first run'), Run('CE-Net, second run', repeat=1)),
                    tta=('d8',), steps=SHORT_BUDGET),
-    'recipe': Table('What each CPU-recipe choice bought (DRIVE)', 'configs/drive_cpu.py', (
-        Run('whole image 320 px, Dice', overrides=WHOLE_IMAGE_320 + ('loss.kind=dice',)),
-        Run('192 px patches of 576 px, Dice', overrides=('loss.kind=dice',)),
-        Run('192 px patches of 576 px, Dice + CE (the CPU recipe)'),
+    'recipe': Table('The CPU recipe\'s loss on DRIVE (192 px patches of 576 px)', 'configs/drive_cpu.py', (
+        Run('Dice + CE (the CPU recipe)'),
+        Run('Dice (the paper\'s loss)', overrides=('loss.kind=dice',)),
+        Run('cross-entropy only', overrides=('loss.kind=ce',)),
     ), tta=('d8',), steps=SHORT_BUDGET),
 }
 METRIC_NAMES = {'sen': 'Sen', 'acc': 'Acc', 'auc': 'AUC', 'v_rand': 'V_Rand', 'v_info': 'V_Info'}
@@ -318,44 +318,59 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
     runs_dir.mkdir(parents=True, exist_ok=True)
     commit = git_commit()   # the code the runs start from ('+dirty': tracked files were edited)
     start = time.perf_counter()
-    rows = []
-    for run in runs:
-        workdir = runs_dir / workdir_name(table, run, table.steps)
-        if fresh and workdir.exists():
-            shutil.rmtree(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        log_path = workdir / 'results_log.txt'
-        resumed = (workdir / 'checkpoints').exists()
-        seconds = run_logged(train_command(table, run, workdir, data, table.steps), log_path)
-        evals, eval_seconds = {}, {}
-        for tta in table.tta:
-            eval_seconds[tta] = run_logged(eval_command(workdir, tta), log_path)
-            evals[tta] = read_scores(workdir / 'eval' / f'test_{tta}' / 'metrics.json')
-        rows.append({'label': run.label, 'variant': run.variant, 'seed': run.seed, 'workdir': str(workdir),
-                     'train_seconds': None if resumed else seconds, 'eval_seconds': eval_seconds,
-                     'config': run_config_summary(workdir), 'evals': evals,
-                     'train_command': shlex.join(train_command(table, run, workdir, data, table.steps))})
+    rows: list[dict[str, Any]] = []
+    for index, run in enumerate(runs):
+        rows.append(train_and_score(table, run, runs_dir / workdir_name(table, run, table.steps), data, fresh))
+        if index + 1 < len(runs):   # a partial report after every run, so an interrupted table shows something
+            write_report(name, table, rows, out, commit, argv, start, partial=f'{index + 1} of {len(runs)} runs')
     if folds:
         rows.append(mean_row(rows, f'mean of {folds} folds (± spread over folds)'))
+    return write_report(name, table, rows, out, commit, argv, start)
+
+
+def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: bool) -> dict[str, Any]:
+    """Train one run with train.py (resuming a workdir that has checkpoints) and score it with eval.py."""
+    if fresh and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / 'results_log.txt'
+    resumed = (workdir / 'checkpoints').exists()
+    command = train_command(table, run, workdir, data, table.steps)
+    seconds = run_logged(command, log_path)
+    evals, eval_seconds = {}, {}
+    for tta in table.tta:
+        eval_seconds[tta] = run_logged(eval_command(workdir, tta), log_path)
+        evals[tta] = read_scores(workdir / 'eval' / f'test_{tta}' / 'metrics.json')
+    return {'label': run.label, 'variant': run.variant, 'seed': run.seed, 'workdir': str(workdir),
+            'train_seconds': None if resumed else seconds, 'eval_seconds': eval_seconds,
+            'config': run_config_summary(workdir), 'evals': evals, 'train_command': shlex.join(command)}
+
+
+def write_report(name: str, table: Table, rows: list[dict[str, Any]], out: Path, commit: str,
+                 argv: Sequence[str], start: float, partial: str = '') -> dict[str, Any]:
+    """Write <out>/<name>.json and .md (and the PNGs once the table is complete); the result."""
     result = {'table': name, 'title': table.title, 'command': shlex.join(['python', *argv]),
               'git_commit': commit, 'hardware': hardware(),
               'finished': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-              'wall_minutes': (time.perf_counter() - start) / 60, 'rows': rows}
-    result['figures'] = []
-    if len(rows) > 1:
+              'wall_minutes': (time.perf_counter() - start) / 60, 'rows': rows, 'figures': []}
+    if partial:
+        result['partial'] = partial
+    elif len(rows) > 1:
         save_loss_curves([r for r in rows if r['workdir']], out / f'{name}_loss.png')
         result['figures'].append(f'{name}_loss.png')
     else:
         result['figures'] += copy_figures(Path(rows[0]['workdir']), out, name)
-    if name == 'repro':
+    if name == 'repro' and len(rows) == 2:
         first, second = (r['evals'][table.tta[0]] for r in rows)
         result['identical'] = first['scores'] == second['scores'] and first['pooled'] == second['pooled']
     (out / f'{name}.json').write_text(json.dumps(result, indent=2) + '\n')
     text = markdown(name, table, result)
-    if name == 'repro':
+    if partial:
+        text = f'**Partial: {partial} done so far.**\n\n' + text
+    if 'identical' in result:
         text += f'\nBoth runs give identical scores: **{result["identical"]}**.\n'
     (out / f'{name}.md').write_text(text)
-    print(text)
+    print(text, flush=True)
     return result
 
 

@@ -40,10 +40,10 @@ def test_identical_runs_share_a_workdir_and_repeats_do_not():
 
 def test_commands_score_the_last_checkpoint_with_the_run_settings(tmp_path):
     table = results.TABLES['recipe']
-    run = table.runs[0]
+    run = table.runs[1]
     train = results.train_command(table, run, tmp_path, '/data/DRIVE', table.steps)
     assert train[1:3] == ['train.py', '--config=configs/drive_cpu.py:variant=cenet']
-    assert '--config.num_train_steps=300' in train and '--config.data.image_size=(320, 320)' in train
+    assert '--config.num_train_steps=300' in train and train[-1] == '--config.loss.kind=dice'
     assert '--config.data.root=/data/DRIVE' in train and '--config.seed=0' in train
     evaluate = results.eval_command(tmp_path, 'none')
     assert '--checkpoint=latest' in evaluate and '--tta=none' in evaluate
@@ -74,6 +74,26 @@ def test_markdown_report_has_provenance_our_rows_and_the_paper_rows():
     assert '| paper: CE-Net |  |  | 0.8309 | 0.9545 | 0.9779 |' in text
     assert 'random weights' in text and '![drive_curves.png](drive_curves.png)' in text
     json.dumps(result)   # the .json beside it is plain JSON
+
+
+def test_a_partial_report_is_written_after_each_run(tmp_path, monkeypatch):
+    """Every finished run is on disk at once; the PNGs and the repro verdict wait for the whole table."""
+    done = []
+
+    def fake_train_and_score(table, run, workdir, data, fresh):
+        done.append(run.label)
+        return fake_row(run.label, 0.97)
+    monkeypatch.setattr(results, 'train_and_score', fake_train_and_score)
+    reports = []
+    original = results.write_report
+    monkeypatch.setattr(results, 'write_report', lambda *a, **k: reports.append(k.get('partial', ''))
+                        or original(*a, **k))
+    monkeypatch.setattr(results, 'save_loss_curves', lambda rows, path: None)
+    result = results.run_table('repro', '/data', tmp_path, tmp_path / 'runs', False, None, (), ['x'])
+    assert done == ['CE-Net, first run', 'CE-Net, second run']
+    assert reports == ['1 of 2 runs', ''] and result['identical'] is True
+    assert 'Partial' not in (tmp_path / 'repro.md').read_text()
+    assert 'identical scores: **True**' in (tmp_path / 'repro.md').read_text()
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path):
