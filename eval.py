@@ -18,7 +18,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from cenet_jax import cli, run_config
-from cenet_jax.training.parallel import maybe_initialize_distributed
+from cenet_jax.parallel import maybe_initialize_distributed
 
 FLAGS = flags.FLAGS
 # Without --config, `--config.*` overrides apply to the workdir's config.json (parsed with the
@@ -65,8 +65,7 @@ def main(argv: list[str]) -> None:
         return
     config = resolve_config()
     maybe_initialize_distributed(config.distributed)
-    from cenet_jax import eval_lib
-    from cenet_jax.training import parallel
+    from cenet_jax import eval_lib, parallel
 
     if bool(FLAGS.input) != bool(FLAGS.output):
         raise app.UsageError('--input and --output go together')

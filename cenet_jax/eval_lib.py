@@ -14,7 +14,7 @@ import numpy as np
 from flax import linen as nn
 from PIL import Image
 
-from cenet_jax import convert
+from cenet_jax import convert, parallel
 from cenet_jax.checkpoint import Checkpoints, weights_template
 from cenet_jax.data import pipeline
 from cenet_jax.data.decode import read_image
@@ -28,7 +28,6 @@ from cenet_jax.inference import predict_full_image, resolve_tta
 from cenet_jax.losses import predict_classes
 from cenet_jax.models import build_model
 from cenet_jax.predictor import BatchPredictor, as_record_stream, predict_records
-from cenet_jax.training import parallel
 
 log = logging.getLogger('cenet_jax')
 SHAPE_PROBE = (1, 64, 64, 3)   # parameter shapes do not depend on the input size

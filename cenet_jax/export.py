@@ -46,7 +46,7 @@ def main(argv: list[str]) -> None:
     config = run_config.resolve_inference_config(
         FLAGS.workdir, FLAGS.weights, given, config_flags.get_override_values(FLAGS['config']))
     from cenet_jax import eval_lib, exported
-    from cenet_jax.training import parallel
+    from cenet_jax import parallel
 
     _, variables, source = eval_lib.load_variables_for_eval(
         config, parallel.make_mesh(), workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint,

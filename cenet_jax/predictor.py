@@ -12,7 +12,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 from cenet_jax.inference import predict_probs, resize_probs
-from cenet_jax.training.parallel import batch_sharding, replicated
+from cenet_jax.parallel import batch_sharding, replicated
 
 
 def _predict(variables: Any, images: jax.Array, *, model: nn.Module, tta: str,

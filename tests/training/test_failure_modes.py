@@ -11,11 +11,11 @@ import jax
 import numpy as np
 import pytest
 
-from cenet_jax import cli, eval_lib, run_config
+from cenet_jax import cli, eval_lib, parallel, run_config
 from cenet_jax.checkpoint import Checkpoints
 from cenet_jax.data.errors import DataError
 from cenet_jax.errors import CenetError, CheckpointError, ConfigError
-from cenet_jax.training import loop, parallel
+from cenet_jax.training import loop
 from configs import drive
 from tests.data.fakes import make_drive
 from tests.training.conftest import tiny_config

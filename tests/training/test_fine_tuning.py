@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cenet_jax import eval_lib
+from cenet_jax import eval_lib, parallel
 from cenet_jax.config_utils import update_fields
 from cenet_jax.models import build_model
-from cenet_jax.training import loop, parallel
+from cenet_jax.training import loop
 from cenet_jax.training.state import make_optimizer
 from tests.training.conftest import tiny_config
 

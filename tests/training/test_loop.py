@@ -170,9 +170,8 @@ def test_unknown_best_metric_is_rejected(tmp_path):
 
 
 def test_pretrained_encoder_file_initialises_the_encoder(tmp_path):
-    from cenet_jax import convert
+    from cenet_jax import convert, parallel
     from cenet_jax.models import build_model
-    from cenet_jax.training import parallel
     from cenet_jax.training.state import make_optimizer
 
     config = tiny_config()
@@ -194,8 +193,7 @@ def test_pretrained_encoder_file_initialises_the_encoder(tmp_path):
 
 
 def test_eval_loads_converted_weights_and_rejects_encoder_only(trained_demo, tmp_path):
-    from cenet_jax import convert, eval_lib
-    from cenet_jax.training import parallel
+    from cenet_jax import convert, eval_lib, parallel
 
     workdir, config, state = trained_demo
     host = jax.device_get(state.variables)

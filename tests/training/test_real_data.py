@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cenet_jax import eval_lib
-from cenet_jax.training import loop, parallel
+from cenet_jax import eval_lib, parallel
+from cenet_jax.training import loop
 from configs import drive
 
 DRIVE = Path(__file__).resolve().parents[2].parent / 'shared' / 'datasets' / 'DRIVE'
