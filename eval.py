@@ -18,7 +18,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from cenet_jax import cli, run_config
-from cenet_jax.training.parallel import maybe_initialize_distributed
+from cenet_jax.parallel import maybe_initialize_distributed
 
 FLAGS = flags.FLAGS
 # Without --config, `--config.*` overrides apply to the workdir's config.json (parsed with the
@@ -58,33 +58,32 @@ def main(argv: list[str]) -> None:
     if FLAGS.exported:
         if not (FLAGS.input and FLAGS.output):
             raise app.UsageError('--exported predicts a folder: pass --input DIR --output DIR')
-        from cenet_jax import eval_lib
-        written, meta = eval_lib.predict_folder_exported(FLAGS.exported, FLAGS.input, FLAGS.output)
+        from cenet_jax.evaluation.run import predict_folder_exported
+        written, meta = predict_folder_exported(FLAGS.exported, FLAGS.input, FLAGS.output)
         print(f'wrote {len(written)} masks to {FLAGS.output} (exported model {FLAGS.exported}, '
               f'TTA {meta["tta_run"]})')
         return
     config = resolve_config()
     maybe_initialize_distributed(config.distributed)
-    from cenet_jax import eval_lib
-    from cenet_jax.training import parallel
+    from cenet_jax import parallel
+    from cenet_jax.evaluation import run
 
     if bool(FLAGS.input) != bool(FLAGS.output):
         raise app.UsageError('--input and --output go together')
     mesh = parallel.make_mesh()
-    model, variables, source = eval_lib.load_variables_for_eval(
+    model, variables, source = run.load_variables_for_eval(
         config, mesh, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint, weights=FLAGS.weights,
         ema=FLAGS.ema)
     tta = FLAGS.tta or config.eval.tta
     if FLAGS.input:
-        written = eval_lib.predict_folder(config, model, variables, mesh, FLAGS.input,
-                                          FLAGS.output, tta=tta)
+        written = run.predict_folder(config, model, variables, mesh, FLAGS.input, FLAGS.output,
+                                     tta=tta)
         print(f'wrote {len(written)} masks to {FLAGS.output} (model: {source}, TTA {tta})')
         return
     split = FLAGS.split or config.eval.split
-    out_dir = FLAGS.output_dir or eval_lib.default_output_dir(FLAGS.workdir, FLAGS.weights,
-                                                              split, tta)
-    table = eval_lib.evaluate_split(config, model, variables, mesh, out_dir, split=split,
-                                    tta=tta, source=source)
+    out_dir = FLAGS.output_dir or run.default_output_dir(FLAGS.workdir, FLAGS.weights, split, tta)
+    table = run.evaluate_split(config, model, variables, mesh, out_dir, split=split, tta=tta,
+                               source=source)
     print(f'model: {source}\nsplit: {split}, TTA: {tta}\n{table}\nresults in {out_dir}')
 
 

@@ -14,7 +14,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from cenet_jax import cli
-from cenet_jax.training.parallel import maybe_initialize_distributed
+from cenet_jax.parallel import maybe_initialize_distributed
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/drive.py[:variant=backbone].',

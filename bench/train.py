@@ -63,10 +63,10 @@ def jax_worker(case: str, impl: str, steps: int) -> dict[str, Any]:
     import jax
     import numpy as np
 
-    from cenet_jax.inference import make_predict_fn
+    from cenet_jax import parallel
+    from cenet_jax.evaluation import make_predict_fn
     from cenet_jax.losses import segmentation_loss
     from cenet_jax.models import build_model, reference_config
-    from cenet_jax.training import parallel
     from cenet_jax.training.state import create_train_state, make_optimizer
     from cenet_jax.training.step import train_step
     from configs.default import get_config

@@ -45,10 +45,10 @@ def main(argv: list[str]) -> None:
     given = FLAGS.config if FLAGS['config'].present else None
     config = run_config.resolve_inference_config(
         FLAGS.workdir, FLAGS.weights, given, config_flags.get_override_values(FLAGS['config']))
-    from cenet_jax import eval_lib, exported
-    from cenet_jax.training import parallel
+    from cenet_jax import exported, parallel
+    from cenet_jax.evaluation.run import load_variables_for_eval
 
-    _, variables, source = eval_lib.load_variables_for_eval(
+    _, variables, source = load_variables_for_eval(
         config, parallel.make_mesh(), workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint,
         weights=FLAGS.weights, ema=FLAGS.ema)
     artefact, meta = exported.export_model(config, variables, tta=FLAGS.tta,

@@ -21,7 +21,7 @@ import numpy as np
 
 from cenet_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cenet_jax.errors import ConfigError, MissingFileError
-from cenet_jax.inference import predict_probs, resolve_tta
+from cenet_jax.evaluation import predict_probs, resolve_tta
 from cenet_jax.models import build_model
 
 FORMAT = 'cenet-jax exported model v1'

@@ -10,7 +10,7 @@ import pytest
 from cenet_jax import exported
 from cenet_jax.data.transforms import normalize
 from cenet_jax.errors import MissingFileError
-from cenet_jax.inference import predict_probs
+from cenet_jax.evaluation import predict_probs
 from cenet_jax.models import build_model
 from tests.training.conftest import tiny_config
 

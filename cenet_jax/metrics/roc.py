@@ -9,7 +9,7 @@ An AUC is undefined when the pixels hold only one class; then the result is NaN.
 Over a data set:
 - `ScoreSet` keeps every (score, label) pair, per image, for the exact pooled AUC. Per
   host it is a list of arrays; `ScoreSet.arrays()` flattens it into two 1-D arrays that a
-  multi-host evaluation gathers (e.g. `cenet_jax.evaluation.gather_host_arrays`) and
+  multi-host evaluation gathers (e.g. `cenet_jax.evaluation.gather.gather_host_arrays`) and
   `ScoreSet.from_arrays` / `merge` rebuild: the merged set gives exactly the single-host AUC.
 - `ScoreHistogram` is a fixed-size alternative (counts of positives and negatives per
   bin of [0, 1]) that adds across hosts like any sum. It treats two scores in the same

@@ -1,1 +1,1 @@
-"""Training: state and optimizer, jitted steps, device mesh and hosts, the training loop."""
+"""Training: state and optimizer, jitted steps, the training loop."""

@@ -22,17 +22,16 @@ import ml_collections
 import numpy as np
 from flax import linen as nn
 
-from cenet_jax import convert, figures, run_config
+from cenet_jax import convert, figures, parallel, run_config
 from cenet_jax.checkpoint import Checkpoints, weights_template
 from cenet_jax.data import pipeline
 from cenet_jax.data.sources import build_source
 from cenet_jax.errors import CenetError, ConfigError
-from cenet_jax.evaluation import evaluate_records, figure_file_name
+from cenet_jax.evaluation import (BatchPredictor, as_record_stream, evaluate_records,
+                                  figure_file_name, predict_records)
 from cenet_jax.logging import MetricsLogger, read_metrics
 from cenet_jax.losses import predict_classes, segmentation_loss
 from cenet_jax.models import build_model
-from cenet_jax.predictor import BatchPredictor, as_record_stream, predict_records
-from cenet_jax.training import parallel
 from cenet_jax.training.accumulate import check_grad_accum
 from cenet_jax.training.ema import check_ema_decay
 from cenet_jax.training.param_groups import parse_rules, summarize_groups

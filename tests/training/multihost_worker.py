@@ -10,7 +10,7 @@ def main(port: str, process_id: str, workdir: str, out: str) -> None:
     jax.config.update('jax_platforms', 'cpu')
     jax.config.update('jax_num_cpu_devices', 2)
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    from cenet_jax.training.parallel import maybe_initialize_distributed
+    from cenet_jax.parallel import maybe_initialize_distributed
     maybe_initialize_distributed('auto', f'localhost:{port}', 2, int(process_id))
     assert jax.process_count() == 2 and jax.device_count() == 4
 

@@ -9,7 +9,7 @@ import pytest
 
 from cenet_jax.errors import ConfigError
 from cenet_jax.losses import segmentation_loss
-from cenet_jax.training import parallel
+from cenet_jax import parallel
 from cenet_jax.training.accumulate import check_grad_accum, micro_batches
 from cenet_jax.training.state import create_train_state
 from cenet_jax.training.step import train_step

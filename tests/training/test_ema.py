@@ -10,7 +10,7 @@ import pytest
 
 from cenet_jax import run_config
 from cenet_jax.errors import ConfigError
-from cenet_jax.eval_lib import use_ema_weights
+from cenet_jax.evaluation.run import use_ema_weights
 from cenet_jax.losses import segmentation_loss
 from cenet_jax.training.ema import check_ema_decay, ema_decay_at
 from cenet_jax.training.state import create_train_state

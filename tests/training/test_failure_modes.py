@@ -11,11 +11,12 @@ import jax
 import numpy as np
 import pytest
 
-from cenet_jax import cli, eval_lib, run_config
+from cenet_jax import cli, parallel, run_config
 from cenet_jax.checkpoint import Checkpoints
 from cenet_jax.data.errors import DataError
 from cenet_jax.errors import CenetError, CheckpointError, ConfigError
-from cenet_jax.training import loop, parallel
+from cenet_jax.evaluation.run import load_variables_for_eval
+from cenet_jax.training import loop
 from configs import drive
 from tests.data.fakes import make_drive
 from tests.training.conftest import tiny_config
@@ -122,7 +123,7 @@ def test_eval_with_a_non_weights_file_exits_2(tmp_path, capsys):
     junk = tmp_path / 'notes.msgpack'
     junk.write_text('not weights')
     mesh = parallel.make_mesh()
-    status, err = run_reporting(lambda: eval_lib.load_variables_for_eval(
+    status, err = run_reporting(lambda: load_variables_for_eval(
         tiny_config(), mesh, workdir=None, weights=str(junk)), capsys)
     assert status == 2 and 'not a cenet-jax weights file' in err and str(junk) in err
     assert junk.read_text() == 'not weights'
@@ -168,7 +169,7 @@ def test_eval_falls_back_from_a_damaged_best_to_the_newest_readable(run_copy, ca
     before = snapshot(run_copy)
     config, _ = run_config.inference_config(run_copy, None, {})
     with caplog.at_level(logging.WARNING, logger='cenet_jax'):
-        _, variables, source = eval_lib.load_variables_for_eval(
+        _, variables, source = load_variables_for_eval(
             config, parallel.make_mesh(), workdir=run_copy, checkpoint='best')
     assert source.endswith('latest step 4'), source
     assert 'best/4 cannot be used' in caplog.text
@@ -177,7 +178,7 @@ def test_eval_falls_back_from_a_damaged_best_to_the_newest_readable(run_copy, ca
 
 
 def test_eval_without_checkpoints_exits_2(tmp_path, capsys):
-    status, err = run_reporting(lambda: eval_lib.load_variables_for_eval(
+    status, err = run_reporting(lambda: load_variables_for_eval(
         tiny_config(), parallel.make_mesh(), workdir=tmp_path), capsys)
     assert status == 2 and 'no checkpoints in' in err and 'train first' in err
     assert not (tmp_path / 'checkpoints').exists()   # evaluation creates nothing
@@ -191,7 +192,7 @@ def test_eval_takes_model_and_geometry_from_the_run(trained_run):
     config, notes = run_config.inference_config(trained_run, given, {})
     assert tuple(config.data.image_size) == (64, 64)
     assert any('data.image_size' in n and 'config.json' in n for n in notes), notes
-    _, variables, source = eval_lib.load_variables_for_eval(   # no opt_state is restored
+    _, variables, source = load_variables_for_eval(   # no opt_state is restored
         config, parallel.make_mesh(), workdir=trained_run, checkpoint='latest')
     assert source.endswith('latest step 4') and set(variables) == {'params', 'batch_stats'}
 

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cenet_jax import eval_lib
+from cenet_jax import parallel
 from cenet_jax.config_utils import update_fields
+from cenet_jax.evaluation.run import load_variables_for_eval, predict_folder
 from cenet_jax.models import build_model
-from cenet_jax.training import loop, parallel
+from cenet_jax.training import loop
 from cenet_jax.training.state import make_optimizer
 from tests.training.conftest import tiny_config
 
@@ -80,7 +81,7 @@ def test_eval_loads_the_ema_weights_unless_told_otherwise(runs):
     config, straight, workdir, _ = runs
     mesh = parallel.make_mesh()
     for ema, expected in ((None, straight.ema), (False, straight.variables)):
-        _, variables, source = eval_lib.load_variables_for_eval(
+        _, variables, source = load_variables_for_eval(
             config, mesh, workdir=workdir, checkpoint='latest', ema=ema)
         assert ('EMA' in source) == (ema is None)
         for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(expected), strict=True):
@@ -112,8 +113,8 @@ def test_export_cli_and_eval_exported_predict_a_folder(runs, tmp_path):
 
     config, straight, _, _ = runs   # the same folder predicted from the checkpoint's EMA weights
     model = build_model(config.model)
-    direct = eval_lib.predict_folder(config, model, straight.ema, parallel.make_mesh(), images,
-                                     tmp_path / 'direct', tta='none')
+    direct = predict_folder(config, model, straight.ema, parallel.make_mesh(), images,
+                            tmp_path / 'direct', tta='none')
     for path in direct:
         same = np.asarray(Image.open(path)) == np.asarray(Image.open(masks / path.name))
         assert same.mean() > 0.999, path.name

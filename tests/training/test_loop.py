@@ -170,9 +170,8 @@ def test_unknown_best_metric_is_rejected(tmp_path):
 
 
 def test_pretrained_encoder_file_initialises_the_encoder(tmp_path):
-    from cenet_jax import convert
+    from cenet_jax import convert, parallel
     from cenet_jax.models import build_model
-    from cenet_jax.training import parallel
     from cenet_jax.training.state import make_optimizer
 
     config = tiny_config()
@@ -194,22 +193,22 @@ def test_pretrained_encoder_file_initialises_the_encoder(tmp_path):
 
 
 def test_eval_loads_converted_weights_and_rejects_encoder_only(trained_demo, tmp_path):
-    from cenet_jax import convert, eval_lib
-    from cenet_jax.training import parallel
+    from cenet_jax import convert, parallel
+    from cenet_jax.evaluation.run import load_variables_for_eval
 
     workdir, config, state = trained_demo
     host = jax.device_get(state.variables)
     model_file = convert.save_variables(tmp_path / 'model.msgpack', host, {'kind': 'model'})
     mesh = parallel.make_mesh()
-    _, variables, source = eval_lib.load_variables_for_eval(config, mesh, workdir=None,
-                                                            weights=str(model_file))
+    _, variables, source = load_variables_for_eval(config, mesh, workdir=None,
+                                                   weights=str(model_file))
     assert source == str(model_file)
     for a, b in zip(jax.tree.leaves(jax.device_get(variables)), jax.tree.leaves(host)):
         np.testing.assert_array_equal(a, b)
     encoder_file = convert.save_variables(
         tmp_path / 'enc.msgpack', {c: host[c]['encoder'] for c in host}, {'kind': 'encoder'})
     with pytest.raises(convert.ConversionError, match='only encoder weights'):
-        eval_lib.load_variables_for_eval(config, mesh, workdir=None, weights=str(encoder_file))
+        load_variables_for_eval(config, mesh, workdir=None, weights=str(encoder_file))
 
 
 def _shrink_to_two_steps(config) -> None:

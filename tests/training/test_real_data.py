@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cenet_jax import eval_lib
-from cenet_jax.training import loop, parallel
+from cenet_jax import parallel
+from cenet_jax.evaluation.run import evaluate_split, load_variables_for_eval
+from cenet_jax.training import loop
 from configs import drive
 
 DRIVE = Path(__file__).resolve().parents[2].parent / 'shared' / 'datasets' / 'DRIVE'
@@ -31,10 +32,10 @@ def test_drive_short_training_and_evaluation(tmp_path):
     config.loss.kind = 'dice_ce'
     loop.train_and_evaluate(config, tmp_path)
     mesh = parallel.make_mesh()
-    model, variables, _ = eval_lib.load_variables_for_eval(config, mesh, workdir=tmp_path)
+    model, variables, _ = load_variables_for_eval(config, mesh, workdir=tmp_path)
     config.eval.figures = False
-    table = eval_lib.evaluate_split(config, model, variables, mesh, tmp_path / 'eval',
-                                    split='test', tta='flips')
+    table = evaluate_split(config, model, variables, mesh, tmp_path / 'eval', split='test',
+                           tta='flips')
     summary = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
     assert summary['num_images'] == 20
     assert 'CE-Net (paper)' in table

@@ -14,21 +14,22 @@ import numpy as np
 from flax import linen as nn
 from PIL import Image
 
-from cenet_jax import convert
+from cenet_jax import convert, parallel
 from cenet_jax.checkpoint import Checkpoints, weights_template
 from cenet_jax.data import pipeline
 from cenet_jax.data.decode import read_image
 from cenet_jax.data.errors import DataError
 from cenet_jax.data.transforms import model_image, normalize
 from cenet_jax.errors import ConfigError
+from cenet_jax.evaluation.predict import (BatchPredictor, as_record_stream, predict_full_image,
+                                          predict_records)
+from cenet_jax.evaluation.reports import format_table, write_metrics_json, write_per_image_csv
+from cenet_jax.evaluation.scoring import evaluate_records
+from cenet_jax.evaluation.tasks import TASKS
+from cenet_jax.evaluation.tta import resolve_tta
 from cenet_jax.exported import load_exported
-from cenet_jax.evaluation import (TASKS, evaluate_records, format_table, write_metrics_json,
-                                  write_per_image_csv)
-from cenet_jax.inference import predict_full_image, resolve_tta
 from cenet_jax.losses import predict_classes
 from cenet_jax.models import build_model
-from cenet_jax.predictor import BatchPredictor, as_record_stream, predict_records
-from cenet_jax.training import parallel
 
 log = logging.getLogger('cenet_jax')
 SHAPE_PROBE = (1, 64, 64, 3)   # parameter shapes do not depend on the input size

@@ -1,4 +1,5 @@
-"""Tests of cenet_jax.evaluation (tasks, records -> scores, files) and cenet_jax.figures."""
+"""Tests of cenet_jax.evaluation (tasks, records -> scores, merging, report files) and
+cenet_jax.figures."""
 import csv
 import json
 import math
@@ -8,6 +9,8 @@ import pytest
 from PIL import Image
 
 from cenet_jax import evaluation, figures
+from cenet_jax.evaluation.gather import result_from_bytes, result_to_bytes
+from cenet_jax.evaluation.tasks import OCT_MAE_KEYS
 
 
 def _binary_records(count=4, size=(24, 32), seed=0):
@@ -52,7 +55,7 @@ def test_paper_numbers_are_consistent():
     assert evaluation.TASKS['cell'].paper['ISBI2012']['CE-Net'] == {'v_rand': 0.9743, 'v_info': 0.9878}
     assert evaluation.TASKS['disc'].paper['ORIGA']['CE-Net']['E'] == (0.058, 0.032)
     for method, row in evaluation.TASKS['oct'].paper['Topcon'].items():
-        boundaries = [row[key] for key in evaluation.OCT_MAE_KEYS[:10] if key in row]
+        boundaries = [row[key] for key in OCT_MAE_KEYS[:10] if key in row]
         if 'mae_overall' in row:  # the paper's Overall column is the mean of the 10 boundaries
             assert len(boundaries) == 10
             assert row['mae_overall'] == pytest.approx(np.mean(boundaries), abs=0.006), method
@@ -128,7 +131,7 @@ def test_split_evaluation_merges_to_the_whole(task, records, predictor):
     whole = evaluation.evaluate_records(records, predictor, task=task)
     halves = [evaluation.evaluate_records(records[:3], predictor, task=task),
               evaluation.evaluate_records(records[3:], predictor, task=task)]
-    shipped = [evaluation.result_from_bytes(evaluation.result_to_bytes(part)) for part in halves]
+    shipped = [result_from_bytes(result_to_bytes(part)) for part in halves]
     merged = evaluation.merge_results(shipped)
     assert merged.pooled == whole.pooled
     assert merged.aggregate == whole.aggregate

@@ -1,10 +1,12 @@
-"""Tests of cenet_jax.inference: dihedral TTA, non-square handling, resizing, sliding windows."""
+"""Tests of cenet_jax.evaluation.tta and .predict: dihedral TTA, non-square handling, resizing,
+sliding windows."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cenet_jax import inference
+from cenet_jax import evaluation
+from cenet_jax.evaluation.tta import dihedral_views, undo_dihedral
 
 
 def pointwise_logits(images):
@@ -25,11 +27,11 @@ def square_batch():
 
 
 def test_each_view_maps_back_to_the_input(square_batch):
-    views = inference.dihedral_views(square_batch)
+    views = dihedral_views(square_batch)
     assert views.shape == (8,) + square_batch.shape
     flat = np.asarray(views).reshape(8, -1)
     assert len({row.tobytes() for row in flat}) == 8  # eight different views of a random batch
-    restored = inference.undo_dihedral(views)
+    restored = undo_dihedral(views)
     for index in range(8):
         np.testing.assert_array_equal(np.asarray(restored[index]), np.asarray(square_batch))
 
@@ -39,7 +41,7 @@ def test_views_follow_the_reference_order(square_batch):
     rotated = np.rot90(x, 1, axes=(1, 2))
     expected = [x, x[:, ::-1], x[:, :, ::-1], x[:, ::-1, ::-1],
                 rotated, rotated[:, ::-1], rotated[:, :, ::-1], rotated[:, ::-1, ::-1]]
-    np.testing.assert_array_equal(np.asarray(inference.dihedral_views(square_batch)), np.stack(expected))
+    np.testing.assert_array_equal(np.asarray(dihedral_views(square_batch)), np.stack(expected))
 
 
 def _reference_tta_sum(model, image):
@@ -59,16 +61,16 @@ def test_d8_matches_the_reference_combination_for_a_position_dependent_model(squ
     def sigmoid_model(batch):
         return np.asarray(jax.nn.sigmoid(ramp_logits(jnp.asarray(batch))))[..., 0]
 
-    probs = inference.make_predict_fn(ramp_logits, tta='d8')(square_batch)
+    probs = evaluation.make_predict_fn(ramp_logits, tta='d8')(square_batch)
     for index in range(square_batch.shape[0]):
         expected = _reference_tta_sum(sigmoid_model, np.asarray(square_batch[index])) / 8
         np.testing.assert_allclose(np.asarray(probs[index, ..., 0]), expected, rtol=1e-6, atol=1e-7)
 
 
 def test_pointwise_model_is_unchanged_by_tta(square_batch):
-    plain = inference.make_predict_fn(pointwise_logits, tta='none')(square_batch)
+    plain = evaluation.make_predict_fn(pointwise_logits, tta='none')(square_batch)
     for mode in ('d8', 'flips'):
-        with_tta = inference.make_predict_fn(pointwise_logits, tta=mode)(square_batch)
+        with_tta = evaluation.make_predict_fn(pointwise_logits, tta=mode)(square_batch)
         np.testing.assert_allclose(np.asarray(with_tta), np.asarray(plain), rtol=1e-6, atol=1e-7)
     assert np.allclose(np.asarray(plain).sum(-1), 1.0, atol=1e-6)  # softmax over K = 3
 
@@ -80,42 +82,42 @@ def test_make_predict_fn_compiles_once_per_shape_and_passes_model_args(square_ba
         traces.append(images.shape)
         return pointwise_logits(images) * scale
 
-    predict = inference.make_predict_fn(apply_fn, tta='d8')
+    predict = evaluation.make_predict_fn(apply_fn, tta='d8')
     first = predict(square_batch, jnp.float32(2.0))
     second = predict(square_batch + 1.0, jnp.float32(2.0))
     assert traces == [(2, 8, 8, 3)]  # one trace: the model mapped over the 8 views of 2 images
-    expected = inference.predict_probs(lambda x: pointwise_logits(x) * 2.0, square_batch + 1.0, tta='none')
+    expected = evaluation.predict_probs(lambda x: pointwise_logits(x) * 2.0, square_batch + 1.0, tta='none')
     np.testing.assert_allclose(np.asarray(second), np.asarray(expected), rtol=1e-6, atol=1e-7)
     assert first.shape == (2, 8, 8, 3)
 
 
 def test_non_square_inputs():
     batch = jnp.asarray(np.random.default_rng(1).normal(size=(1, 8, 12, 3)).astype(np.float32))
-    assert inference.resolve_tta('d8', 8, 12, 'flips') == 'flips'
-    assert inference.resolve_tta('d8', 8, 12, 'pad') == 'd8_pad'
-    assert inference.resolve_tta('d8', 8, 8, 'error') == 'd8'
+    assert evaluation.resolve_tta('d8', 8, 12, 'flips') == 'flips'
+    assert evaluation.resolve_tta('d8', 8, 12, 'pad') == 'd8_pad'
+    assert evaluation.resolve_tta('d8', 8, 8, 'error') == 'd8'
     with pytest.raises(ValueError, match='square'):
-        inference.make_predict_fn(pointwise_logits, tta='d8', non_square='error')(batch)
-    plain = np.asarray(inference.make_predict_fn(pointwise_logits, tta='none')(batch))
+        evaluation.make_predict_fn(pointwise_logits, tta='d8', non_square='error')(batch)
+    plain = np.asarray(evaluation.make_predict_fn(pointwise_logits, tta='none')(batch))
     for non_square in ('flips', 'pad'):
-        probs = inference.make_predict_fn(pointwise_logits, tta='d8', non_square=non_square)(batch)
+        probs = evaluation.make_predict_fn(pointwise_logits, tta='d8', non_square=non_square)(batch)
         assert probs.shape == (1, 8, 12, 3)
         np.testing.assert_allclose(np.asarray(probs), plain, rtol=1e-6, atol=1e-7)
-    fallback = inference.make_predict_fn(ramp_logits, tta='d8', non_square='flips')(batch)
-    flips = inference.make_predict_fn(ramp_logits, tta='flips')(batch)
+    fallback = evaluation.make_predict_fn(ramp_logits, tta='d8', non_square='flips')(batch)
+    flips = evaluation.make_predict_fn(ramp_logits, tta='flips')(batch)
     np.testing.assert_array_equal(np.asarray(fallback), np.asarray(flips))
     with pytest.raises(ValueError, match='tta'):
-        inference.make_predict_fn(pointwise_logits, tta='d4')
+        evaluation.make_predict_fn(pointwise_logits, tta='d4')
 
 
 def test_resize_matches_torch_bilinear_upsampling():
     torch = pytest.importorskip('torch')
     maps = np.random.default_rng(2).random((5, 7, 2)).astype(np.float32)
-    resized = np.asarray(inference.resize_probs(maps, (13, 17)))
+    resized = np.asarray(evaluation.resize_probs(maps, (13, 17)))
     expected = torch.nn.functional.interpolate(torch.tensor(maps).permute(2, 0, 1)[None], size=(13, 17),
                                                mode='bilinear', align_corners=False)[0].permute(1, 2, 0)
     np.testing.assert_allclose(resized, expected.numpy(), rtol=1e-5, atol=1e-6)
-    assert inference.resize_probs(maps[None], (3, 4)).shape == (1, 3, 4, 2)
+    assert evaluation.resize_probs(maps[None], (3, 4)).shape == (1, 3, 4, 2)
 
 
 @pytest.mark.parametrize('blend', ['gaussian', 'mean'])
@@ -123,10 +125,10 @@ def test_sliding_window_reconstructs_a_pointwise_function(blend):
     image = np.random.default_rng(3).normal(size=(50, 70, 3)).astype(np.float32)
     predict = jax.jit(lambda batch: jax.nn.softmax(pointwise_logits(batch), axis=-1))
     expected = np.asarray(predict(jnp.asarray(image[None])))[0]
-    got = inference.sliding_window_predict(predict, image, window=(32, 32), overlap=0.25, blend=blend,
+    got = evaluation.sliding_window_predict(predict, image, window=(32, 32), overlap=0.25, blend=blend,
                                            batch_size=4)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    small = inference.sliding_window_predict(predict, image[:20, :24], window=(32, 32), blend=blend)
+    small = evaluation.sliding_window_predict(predict, image[:20, :24], window=(32, 32), blend=blend)
     np.testing.assert_allclose(small, expected[:20, :24], rtol=1e-5, atol=1e-6)
 
 
@@ -135,8 +137,8 @@ def test_predict_full_image_modes():
     predict = jax.jit(lambda batch: jax.nn.sigmoid(batch[..., :1] * 4.0))
     expected = 1.0 / (1.0 + np.exp(-1.0))
     for mode in ('resize', 'sliding'):
-        probs = inference.predict_full_image(predict, image, model_size=(32, 32), mode=mode)
+        probs = evaluation.predict_full_image(predict, image, model_size=(32, 32), mode=mode)
         assert probs.shape == (40, 30, 1)
         np.testing.assert_allclose(probs, expected, rtol=1e-5)
     with pytest.raises(ValueError, match='mode'):
-        inference.predict_full_image(predict, image, model_size=(32, 32), mode='tile')
+        evaluation.predict_full_image(predict, image, model_size=(32, 32), mode='tile')

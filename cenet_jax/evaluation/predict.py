@@ -1,92 +1,41 @@
-"""Prediction at test time: dihedral test-time augmentation, resize-back, sliding windows.
+"""Prediction: probabilities of model-size batches (TTA in one jitted call), of full-size images
+(resized back or by sliding windows), and of whole records batched over the device mesh.
 
-TTA follows the paper and the authors' ``test_cenet.py``: the views are
-{identity, rot90} x {none, vertical flip, horizontal flip, both} (rot90 = ``np.rot90``,
-counter-clockwise in the H, W plane, applied before the flip). All views of a batch go
-through the model inside ONE jitted call, one view after the other (``lax.map``, so the
-activations of one batch are alive at a time, not those of 8 batches), are mapped back, and
-their probabilities are averaged; the class map is then ``p > 0.5`` / argmax of that mean
-(`cenet_jax.losses.predict_classes`). rot90 needs square inputs: for H != W, 'd8'
-falls back per ``non_square``: 'flips' (the 4 flips only), 'pad' (reflect-pad to a
-square, 8 views, crop back) or 'error'. `resolve_tta` returns the mode actually used,
-and `predict_probs` logs it once per traced shape.
+All TTA views of a batch (`cenet_jax.evaluation.tta`) go through the model inside ONE jitted
+call, one view after the other (``lax.map``, so the activations of one batch are alive at a
+time, not those of 8 batches), are mapped back, and their probabilities are averaged; the class
+map is then ``p > 0.5`` / argmax of that mean (`cenet_jax.losses.predict_classes`).
+`predict_probs` logs the TTA mode actually run once per traced shape.
 
 Full-size images: `predict_full_image` either resizes to the model size and the
 probabilities back (bilinear, half-pixel centres like OpenCV / PyTorch
 ``align_corners=False``, no antialiasing, as the reference's ``cv2.resize``) or runs
 overlapping windows of the model size, blended with a Gaussian or flat weight.
+
+Whole records: `BatchPredictor` shards model-size inputs over the mesh's data axis and
+`predict_records` resizes the probabilities back to each record's original size; shared by
+training-time validation and eval.py.
 """
 from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
+from jax.sharding import Mesh
 
+from cenet_jax.evaluation.tta import NonSquare, TTAMode, resolve_tta, tta_views, undo_tta_views
 from cenet_jax.losses import probabilities
+from cenet_jax.parallel import batch_sharding, replicated
 
 logger = logging.getLogger(__name__)
 
-TTAMode = Literal['d8', 'flips', 'none']
-NonSquare = Literal['flips', 'pad', 'error']
-TTA_MODES = ('d8', 'flips', 'none')
-NON_SQUARE_MODES = ('flips', 'pad', 'error')
 FULL_IMAGE_MODES = ('resize', 'sliding')
 BLENDS = ('gaussian', 'mean')
-
-_FLIPS = ((), (1,), (2,), (1, 2))  # none, vertical (rows), horizontal (columns), both
-_VIEWS = {
-    'd8': tuple((rotate, flip) for rotate in (False, True) for flip in _FLIPS),
-    'flips': tuple((False, flip) for flip in _FLIPS),
-    'none': ((False, ()),),
-}
-
-
-def _to_view(x: jax.Array, rotate: bool, flip: tuple[int, ...]) -> jax.Array:
-    x = jnp.rot90(x, 1, axes=(1, 2)) if rotate else x
-    return jnp.flip(x, flip) if flip else x
-
-
-def _from_view(y: jax.Array, rotate: bool, flip: tuple[int, ...]) -> jax.Array:
-    y = jnp.flip(y, flip) if flip else y
-    return jnp.rot90(y, -1, axes=(1, 2)) if rotate else y
-
-
-def tta_views(x: jax.Array, mode: TTAMode) -> jax.Array:
-    """(V, N, H, W, C): the V views of an NHWC batch for 'd8' (8), 'flips' (4) or 'none' (1)."""
-    return jnp.stack([_to_view(x, rotate, flip) for rotate, flip in _VIEWS[mode]])
-
-
-def undo_tta_views(y: jax.Array, mode: TTAMode) -> jax.Array:
-    """Inverse of `tta_views` on per-view outputs (V, N, H, W, K): every view back in place."""
-    return jnp.stack([_from_view(y[i], rotate, flip) for i, (rotate, flip) in enumerate(_VIEWS[mode])])
-
-
-def dihedral_views(x: jax.Array) -> jax.Array:
-    """(8, N, H, W, C): the paper's 8 dihedral views of a square NHWC batch."""
-    return tta_views(x, 'd8')
-
-
-def undo_dihedral(y: jax.Array) -> jax.Array:
-    """(8, N, H, W, K): each of the 8 view outputs mapped back to the original orientation."""
-    return undo_tta_views(y, 'd8')
-
-
-def resolve_tta(tta: str, height: int, width: int, non_square: str = 'flips') -> str:
-    """The TTA actually run for H x W inputs: 'd8', 'd8_pad', 'flips' or 'none'."""
-    if tta not in TTA_MODES:
-        raise ValueError(f'tta must be one of {TTA_MODES}, got {tta!r}')
-    if non_square not in NON_SQUARE_MODES:
-        raise ValueError(f'non_square must be one of {NON_SQUARE_MODES}, got {non_square!r}')
-    if tta != 'd8' or height == width:
-        return tta
-    if non_square == 'error':
-        raise ValueError(f"tta='d8' rotates by 90 degrees and needs square inputs, got {height}x{width}; "
-                         "set non_square='flips' or 'pad', or resize to a square first")
-    return 'flips' if non_square == 'flips' else 'd8_pad'
 
 
 def _reflect_pad_to_square(images: jax.Array) -> tuple[jax.Array, tuple[slice, slice]]:
@@ -215,3 +164,80 @@ def predict_full_image(predict_fn: Callable[[jax.Array], jax.Array], image: np.n
     probs = predict_fn(resized)[0]
     return np.asarray(resize_probs(probs, image.shape[:2]))
 
+
+def _predict(variables: Any, images: jax.Array, *, model: nn.Module, tta: str,
+             non_square: str) -> jax.Array:
+    def apply_fn(x: jax.Array, variables: Any) -> jax.Array:
+        return model.apply(variables, x, train=False)
+    return predict_probs(apply_fn, images, variables, tta=tta, non_square=non_square)
+
+
+class BatchPredictor:
+    """Predicts probabilities (N, H, W, K) for batches of model-size images, the batch sharded
+    over the mesh's data axis (padded to a multiple of the device count); compiled once per
+    input shape."""
+
+    def __init__(self, model: nn.Module, mesh: Mesh, *, tta: str = 'none',
+                 non_square: str = 'flips', batch_size: int = 8):
+        self.mesh = mesh
+        n_dev = mesh.devices.size
+        self.batch_size = max(n_dev, -(-batch_size // n_dev) * n_dev)
+        fn = functools.partial(_predict, model=model, tta=tta, non_square=non_square)
+        self._fn = jax.jit(fn, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                           out_shardings=replicated(mesh))
+
+    def __call__(self, variables: Any, images: np.ndarray) -> np.ndarray:
+        """Probabilities for a host batch `images` (n, H, W, C) of any n (same on every host)."""
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = np.asarray(images[start:start + self.batch_size], np.float32)
+            n = len(chunk)
+            if n < self.batch_size:  # pad with copies so every call has the same shape
+                pad = np.repeat(chunk[-1:], self.batch_size - n, axis=0)
+                chunk = np.concatenate([chunk, pad])
+            out.append(np.asarray(self._fn(variables, self._shard(chunk)))[:n])
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    def _shard(self, chunk: np.ndarray) -> jax.Array:
+        # Every host holds the whole chunk; each contributes the rows of its own devices.
+        per_host = len(chunk) // jax.process_count()
+        rows = chunk[jax.process_index() * per_host:(jax.process_index() + 1) * per_host]
+        return jax.make_array_from_process_local_data(batch_sharding(self.mesh), rows)
+
+
+def predict_records(predictor: BatchPredictor, variables: Any,
+                    records: Iterable[dict[str, Any]]) -> Iterable[tuple[dict[str, Any], np.ndarray]]:
+    """(record, probabilities at the record's original size) in record order; records carry
+    their normalised model-size input as 'model_image' (see `data.pipeline.build_eval_records`)."""
+    for group in iterate_in_groups(records, predictor.batch_size):
+        probs = predictor(variables, np.stack([r['model_image'] for r in group]))
+        for record, p in zip(group, probs):
+            h, w = record['label'].shape[:2] if 'label' in record else record['image'].shape[:2]
+            yield record, np.asarray(resize_probs(p, (h, w)))
+
+
+def iterate_in_groups(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    """Lists of up to `size` consecutive items (keeps memory flat for large prediction sets)."""
+    group: list[Any] = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def as_record_stream(pairs: Iterable[tuple[dict[str, Any], np.ndarray]]
+                     ) -> tuple[Iterable[dict[str, Any]], Any]:
+    """Split (record, probabilities) pairs into a record stream and the `predict_probs_fn` that
+    `evaluation.evaluate_records` asks for each record in turn: every record is decoded and
+    predicted once, and only the records in flight are held in memory."""
+    pending: dict[str, np.ndarray] = {}
+
+    def records() -> Iterable[dict[str, Any]]:
+        for record, probs in pairs:
+            pending[record['id']] = probs
+            yield record
+
+    return records(), lambda record: pending.pop(record['id'])

@@ -7,7 +7,7 @@ import pytest
 
 from cenet_jax.losses import segmentation_loss
 from cenet_jax.models import build_model, reference_config
-from cenet_jax.training import parallel
+from cenet_jax import parallel
 from cenet_jax.training.step import train_step
 from cenet_jax.training.state import create_train_state, make_optimizer
 from tests.training.test_state import optim_config

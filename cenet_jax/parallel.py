@@ -1,4 +1,6 @@
-"""Device mesh, shardings and hosts: data parallelism over every device of every host."""
+"""Device mesh, shardings and hosts: data parallelism over every device of every host.
+
+Training and prediction both use it, so it sits below both (it imports only `errors`)."""
 from __future__ import annotations
 
 import os
