@@ -252,7 +252,8 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
                 cells.append(format_value(scored['pooled'].get('auc')))
             if sweep:
                 best = scored.get('sweep') or {}
-                cells += [f'{format_value(best.get(m))} (t={best.get(m + "_threshold")})'
+                cells += [format_value(best.get(m)) + (f' (t={best[m + "_threshold"]})'
+                                                        if m + '_threshold' in best else '')
                           for m in ('v_rand', 'v_info')]
             cells.append(f'{row["train_seconds"] / 60:.1f}' if row['train_seconds'] is not None else 'resumed')
             lines.append('| ' + ' | '.join(cells) + ' |')
