@@ -60,7 +60,7 @@ REFERENCE_STEM_NAMES = {'conv1': 'firstconv', 'bn1': 'firstbn'}
 # Reference U-Net double_conv: nn.Sequential(conv, BN, ReLU, conv, BN, ReLU).
 UNET_DOUBLE_CONV_INDEX = {'conv1': '0', 'bn1': '1', 'conv2': '3', 'bn2': '4'}
 # Sample input for building the parameter tree; parameter shapes do not depend on its size.
-SHAPE_PROBE = (1, 64, 64, 3)
+SHAPE_PROBE = (1, 64, 64, 3)   # parameter shapes do not depend on the input size
 
 
 class ConversionError(CenetError, ValueError):

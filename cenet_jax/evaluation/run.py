@@ -25,14 +25,12 @@ from cenet_jax.evaluation.predict import (BatchPredictor, as_record_stream, pred
                                           predict_records)
 from cenet_jax.evaluation.reports import format_table, write_metrics_json, write_per_image_csv
 from cenet_jax.evaluation.scoring import evaluate_records
-from cenet_jax.evaluation.tasks import TASKS
 from cenet_jax.evaluation.tta import resolve_tta
 from cenet_jax.exported import load_exported
 from cenet_jax.losses import predict_classes
 from cenet_jax.models import build_model
 
 log = logging.getLogger('cenet_jax')
-SHAPE_PROBE = (1, 64, 64, 3)   # parameter shapes do not depend on the input size
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.gif', '.bmp', '.npy')
 
 
@@ -40,7 +38,7 @@ def abstract_variables(model: nn.Module, mesh) -> dict[str, Any]:
     """{'params', 'batch_stats'} shapes and dtypes of the model, replicated on the mesh (no
     computation: the restore target of inference)."""
     shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                            jnp.zeros(SHAPE_PROBE, jnp.float32))
+                            jnp.zeros(convert.SHAPE_PROBE, jnp.float32))
     sharding = parallel.replicated(mesh)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
                         {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})})
@@ -217,6 +215,3 @@ def default_output_dir(workdir: str | Path | None, weights: str | None, split: s
     base = Path(workdir) if workdir else Path(weights).with_suffix('')
     return base / 'eval' / f'{split}_tta-{tta}'
 
-
-def known_tasks() -> list[str]:
-    return sorted(TASKS)
