@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cenet_jax import figures  # noqa: E402  (after the path set-up, like bench/)
+from cenet_jax.evaluation.tasks import TASKS  # noqa: E402
 from cenet_jax.logging import read_metrics  # noqa: E402
 
 PAPER_NOTE = ('The paper\'s numbers use an ImageNet-pretrained ResNet-34 encoder and 100 epochs on a '
@@ -62,6 +63,7 @@ class Table:
     tta: tuple[str, ...] = ('d8', 'none')
     steps: int = 0           # > 0: overrides the config's num_train_steps for every run
     paper_rows: tuple[str, ...] = ()
+    paper_table: tuple[str, str] = ('vessel', 'DRIVE')   # (task, paper key) of evaluation.tasks.TASKS
 
 
 # Run order: the comparisons the ablation is about first (CE-Net against Backbone and U-Net).
@@ -73,11 +75,13 @@ TABLES = {
     'drive': Table('DRIVE retinal vessels (paper Table II)', 'configs/drive_cpu.py',
                    (Run('CE-Net'),), paper_rows=('CE-Net', 'Backbone', 'U-Net')),
     'isbi': Table('ISBI 2012 EM membranes (paper Table IV)', 'configs/isbi_cpu.py',
-                  (Run('CE-Net'),), paper_rows=('CE-Net', 'Backbone', 'U-Net')),
+                  (Run('CE-Net'),), paper_rows=('CE-Net', 'Backbone', 'U-Net'),
+                  paper_table=('cell', 'ISBI2012')),
     'ablation': Table('Table VI ablation on DRIVE at the CPU recipe', 'configs/drive_cpu.py',
                       tuple(Run(label, variant) for label, variant in ABLATION_VARIANTS),
                       tta=('d8',), steps=SHORT_BUDGET,
-                      paper_rows=('U-Net', 'Backbone', 'Backbone+DAC', 'Backbone+RMP', 'CE-Net')),
+                      paper_rows=('U-Net', 'Backbone', 'Backbone + DAC with atrous', 'Backbone + RMP', 'CE-Net'),
+                      paper_table=('vessel', 'DRIVE-ablation')),
     'repro': Table('Same recipe, same seed, twice', 'configs/drive_cpu.py',
                    (Run('CE-Net, first run'), Run('CE-Net, second run', repeat=1)),
                    tta=('d8',), steps=SHORT_BUDGET),
@@ -257,17 +261,18 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
                           for m in ('v_rand', 'v_info')]
             cells.append(f'{row["train_seconds"] / 60:.1f}' if row['train_seconds'] is not None else 'resumed')
             lines.append('| ' + ' | '.join(cells) + ' |')
-    paper = result['rows'][0]['evals'][table.tta[0]]['paper']
+    task, key = table.paper_table
+    paper = TASKS[task].paper[key]
     for method in table.paper_rows:
         if method in paper:
             values = paper[method]
             cells = [f'paper: {method}', '', '']
             for m in metrics:
                 value = values.get(m)
-                cells.append(format_value(value[0] if isinstance(value, list) else value))
+                cells.append(format_value(*value) if isinstance(value, tuple) else format_value(value))
             cells += [''] * (len(head) - len(cells))
             lines.append('| ' + ' | '.join(cells) + ' |')
-    lines += ['', PAPER_NOTE]
+    lines += ['', f'Paper rows: {TASKS[task].source}, key {key!r}. {PAPER_NOTE}']
     config_lines = [f'- {row["label"]}: {json.dumps(row["config"])}' for row in result['rows']]
     lines += ['', 'Recipe of each run (from its config.json):', ''] + config_lines
     if result.get('figures'):
@@ -304,6 +309,16 @@ def mean_row(rows: Sequence[dict[str, Any]], label: str) -> dict[str, Any]:
     return {'label': label, 'variant': rows[0]['variant'], 'seed': rows[0]['seed'], 'workdir': '',
             'train_seconds': None if None in seconds else sum(seconds), 'eval_seconds': {},
             'config': rows[0]['config'], 'evals': evals, 'train_command': ''}
+
+
+def report_text(name: str, table: Table, result: dict[str, Any]) -> str:
+    """The markdown report, marked when partial, with the verdict of the reproducibility table."""
+    text = markdown(name, table, result)
+    if 'partial' in result:
+        text = f'**Partial: {result["partial"]} done so far.**\n\n' + text
+    if 'identical' in result:
+        text += f'\nBoth runs give identical scores: **{result["identical"]}**.\n'
+    return text
 
 
 def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, steps: int | None,
@@ -365,14 +380,25 @@ def write_report(name: str, table: Table, rows: list[dict[str, Any]], out: Path,
         first, second = (r['evals'][table.tta[0]] for r in rows)
         result['identical'] = first['scores'] == second['scores'] and first['pooled'] == second['pooled']
     (out / f'{name}.json').write_text(json.dumps(result, indent=2) + '\n')
-    text = markdown(name, table, result)
-    if partial:
-        text = f'**Partial: {partial} done so far.**\n\n' + text
-    if 'identical' in result:
-        text += f'\nBoth runs give identical scores: **{result["identical"]}**.\n'
+    text = report_text(name, table, result)
     (out / f'{name}.md').write_text(text)
     print(text, flush=True)
     return result
+
+
+def rewrite_report(name: str, out: Path) -> None:
+    """<out>/<name>.md again from <out>/<name>.json (after a change to the report's layout)."""
+    path = out / f'{name}.json'
+    if not path.exists():
+        raise SystemExit(f'error: {path} not found; run the table first (without --report-only)')
+    result = json.loads(path.read_text())
+    table = TABLES[name]
+    given = re.search(r'--steps[ =](\d+)', result['command'])
+    if given:
+        table = dataclasses.replace(table, steps=int(given.group(1)))
+    text = report_text(name, table, result)
+    (out / f'{name}.md').write_text(text)
+    print(text)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -387,8 +413,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                         'to measure the seed spread, e.g. 1,2')
     parser.add_argument('--folds', type=int, default=0, help='k-fold cross-validation: every run once '
                         'per fold (single-pool datasets: isbi), plus the mean over folds')
+    parser.add_argument('--report-only', action='store_true', help='rewrite <table>.md from the '
+                        '<table>.json an earlier run of this command wrote (no training or evaluation)')
     parser.add_argument('--fresh', action='store_true', help='delete existing workdirs first')
     args = parser.parse_args(argv)
+    if args.report_only:
+        rewrite_report(args.table, Path(args.out))
+        return
     if not Path(args.data).is_dir():
         raise SystemExit(f'error: --data {args.data!r} is not a folder; pass the dataset root '
                          '(e.g. ../shared/datasets/DRIVE)')

@@ -115,3 +115,18 @@ def test_folds_run_every_fold_and_add_the_mean_over_folds():
     assert mean['evals']['d8']['num_images'] == 60 and mean['train_seconds'] == 1800.0
     with pytest.raises(SystemExit, match='at least 2'):
         results.fold_runs(runs, 1)
+
+
+def test_report_only_rewrites_the_markdown_from_the_json(tmp_path, capsys):
+    result = {'command': 'python experiments/results.py ablation --data D --steps 40', 'git_commit': 'c',
+              'finished': 'now', 'wall_minutes': 1.0, 'figures': [],
+              'hardware': {'cpu': 'CPU', 'cores': 2, 'memory_gb': 1.0, 'jax': '1', 'flax': '1'},
+              'rows': [fake_row('CE-Net', 0.95), fake_row('Backbone', 0.94)]}
+    (tmp_path / 'ablation.json').write_text(json.dumps(result))
+    results.main(['ablation', '--data', 'unused', '--out', str(tmp_path), '--report-only'])
+    text = (tmp_path / 'ablation.md').read_text()
+    assert 'with 40 steps' in text and '| Backbone | 0 | d8 |' in text
+    # Table VI rows (mean ± std) come from the paper's ablation table
+    assert '| paper: Backbone + DAC with atrous |  |  | n/a | 0.9530 ± 0.0040 | 0.9770 ± 0.0060 |' in text
+    with pytest.raises(SystemExit, match='run the table first'):
+        results.main(['drive', '--data', 'unused', '--out', str(tmp_path), '--report-only'])
