@@ -4,7 +4,7 @@ wall time and hardware.
 
   python experiments/results.py drive    --data ../shared/datasets/DRIVE
   python experiments/results.py isbi     --data ../shared/datasets/ISBI2012_EM [--folds 5]
-  python experiments/results.py ablation --data ../shared/datasets/DRIVE [--spread-seeds 1]
+  python experiments/results.py ablation --data ../shared/datasets/DRIVE [--spread-seeds 1,2]
   python experiments/results.py repro    --data ../shared/datasets/DRIVE
   python experiments/results.py recipe   --data ../shared/datasets/DRIVE
 
@@ -12,7 +12,8 @@ Every run goes through the real `train.py` and `eval.py` (one process each). Tra
 the test split (the CPU configs train on all training images with validation off), and the
 *last* checkpoint is scored. A run's workdir is named after what defines it (config, variant,
 seed, steps, overrides), so tables that share a run share its workdir, and an interrupted table
-resumes where it stopped (`--fresh` retrains). Results go to --out (default docs/results):
+resumes where it stopped: finished runs are neither retrained nor rescored (`--fresh` retrains).
+Results go to --out (default docs/results):
 `<table>.json`, `<table>.md`, training curves and a few prediction figures as PNGs.
 """
 from __future__ import annotations
@@ -259,7 +260,7 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
                 cells += [format_value(best.get(m)) + (f' (t={best[m + "_threshold"]})'
                                                         if m + '_threshold' in best else '')
                           for m in ('v_rand', 'v_info')]
-            cells.append(f'{row["train_seconds"] / 60:.1f}' if row['train_seconds'] is not None else 'resumed')
+            cells.append(f'{row["train_seconds"] / 60:.1f}' if row['train_seconds'] is not None else 'n/a')
             lines.append('| ' + ' | '.join(cells) + ' |')
     task, key = table.paper_table
     paper = TASKS[task].paper[key]
@@ -322,12 +323,15 @@ def report_text(name: str, table: Table, result: dict[str, Any]) -> str:
 
 
 def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, steps: int | None,
-              spread_seeds: Sequence[int], argv: Sequence[str], folds: int = 0) -> dict[str, Any]:
+              spread_seeds: Sequence[int], argv: Sequence[str], folds: int = 0,
+              spread_variants: Sequence[str] = ('cenet',)) -> dict[str, Any]:
     """Train and score every run of table `name`; write <out>/<name>.json and .md; the result."""
     table = TABLES[name]
     if steps is not None:
         table = dataclasses.replace(table, steps=steps)
-    runs = list(table.runs) + [Run(f'CE-Net, seed {s}', seed=s) for s in spread_seeds]
+    runs = list(table.runs) + [dataclasses.replace(run, label=f'{run.label}, seed {seed}', seed=seed)
+                               for seed in spread_seeds for run in table.runs
+                               if run.variant in spread_variants and not run.overrides and not run.repeat]
     if folds:
         runs = fold_runs(runs, folds)
     out.mkdir(parents=True, exist_ok=True)
@@ -335,8 +339,12 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
     commit = git_commit()   # the code the runs start from ('+dirty': tracked files were edited)
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    previous = out / f'{name}.json'   # training times of runs an earlier invocation trained
+    known = {r['workdir']: r['train_seconds'] for r in json.loads(previous.read_text())['rows']} \
+        if previous.exists() and not fresh else {}
     for index, run in enumerate(runs):
-        rows.append(train_and_score(table, run, runs_dir / workdir_name(table, run, table.steps), data, fresh))
+        workdir = runs_dir / workdir_name(table, run, table.steps)
+        rows.append(train_and_score(table, run, workdir, data, fresh, known.get(str(workdir))))
         if index + 1 < len(runs):   # a partial report after every run, so an interrupted table shows something
             write_report(name, table, rows, out, commit, argv, start, partial=f'{index + 1} of {len(runs)} runs')
     if folds:
@@ -344,21 +352,36 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
     return write_report(name, table, rows, out, commit, argv, start)
 
 
-def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: bool) -> dict[str, Any]:
-    """Train one run with train.py (resuming a workdir that has checkpoints) and score it with eval.py."""
+def checkpoint_steps(workdir: Path) -> list[str]:
+    """Names of the saved training checkpoints of a workdir (empty before the first)."""
+    latest = workdir / 'checkpoints' / 'latest'
+    return sorted(p.name for p in latest.iterdir()) if latest.is_dir() else []
+
+
+def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: bool,
+                    known_seconds: float | None = None) -> dict[str, Any]:
+    """Train one run with train.py (resuming a workdir that has checkpoints) and score it with
+    eval.py. A run that was already complete and scored is not scored again; its training time
+    is the one recorded when it trained (results_train.json, else `known_seconds`)."""
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / 'results_log.txt'
-    resumed = (workdir / 'checkpoints').exists()
+    log_path, timing = workdir / 'results_log.txt', workdir / 'results_train.json'
+    before = checkpoint_steps(workdir)
     command = train_command(table, run, workdir, data, table.steps)
     seconds = run_logged(command, log_path)
+    complete_before = bool(before) and checkpoint_steps(workdir) == before   # train.py had nothing to do
+    if not before:
+        timing.write_text(json.dumps({'train_seconds': seconds}) + '\n')
     evals, eval_seconds = {}, {}
     for tta in table.tta:
-        eval_seconds[tta] = run_logged(eval_command(workdir, tta), log_path)
-        evals[tta] = read_scores(workdir / 'eval' / f'test_{tta}' / 'metrics.json')
+        metrics = workdir / 'eval' / f'test_{tta}' / 'metrics.json'
+        if not (complete_before and metrics.exists()):
+            eval_seconds[tta] = run_logged(eval_command(workdir, tta), log_path)
+        evals[tta] = read_scores(metrics)
+    recorded = json.loads(timing.read_text())['train_seconds'] if timing.exists() else known_seconds
     return {'label': run.label, 'variant': run.variant, 'seed': run.seed, 'workdir': str(workdir),
-            'train_seconds': None if resumed else seconds, 'eval_seconds': eval_seconds,
+            'train_seconds': recorded, 'reused': complete_before, 'eval_seconds': eval_seconds,
             'config': run_config_summary(workdir), 'evals': evals, 'train_command': shlex.join(command)}
 
 
@@ -409,8 +432,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument('--out', default='docs/results', help='where the .json, .md and PNGs go')
     parser.add_argument('--runs', default='runs/results', help='parent folder of the runs\' workdirs')
     parser.add_argument('--steps', type=int, default=None, help='override every run\'s training steps')
-    parser.add_argument('--spread-seeds', default='', help='extra CE-Net seeds (comma-separated) '
-                        'to measure the seed spread, e.g. 1,2')
+    parser.add_argument('--spread-seeds', default='', help='extra seeds (comma-separated) of the '
+                        '--spread-variants runs, to measure the seed spread, e.g. 1,2')
+    parser.add_argument('--spread-variants', default='cenet', help='which variants get the extra seeds '
+                        '(comma-separated, e.g. cenet,backbone)')
     parser.add_argument('--folds', type=int, default=0, help='k-fold cross-validation: every run once '
                         'per fold (single-pool datasets: isbi), plus the mean over folds')
     parser.add_argument('--report-only', action='store_true', help='rewrite <table>.md from the '
@@ -425,7 +450,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                          '(e.g. ../shared/datasets/DRIVE)')
     seeds = [int(s) for s in args.spread_seeds.split(',') if s.strip()]
     run_table(args.table, args.data, Path(args.out), Path(args.runs).resolve(), args.fresh, args.steps,
-              seeds, ['experiments/results.py', *(sys.argv[1:] if argv is None else argv)], args.folds)
+              seeds, ['experiments/results.py', *(sys.argv[1:] if argv is None else argv)], args.folds,
+              tuple(v for v in args.spread_variants.split(',') if v))
 
 
 if __name__ == '__main__':

@@ -80,7 +80,7 @@ def test_a_partial_report_is_written_after_each_run(tmp_path, monkeypatch):
     """Every finished run is on disk at once; the PNGs and the repro verdict wait for the whole table."""
     done = []
 
-    def fake_train_and_score(table, run, workdir, data, fresh):
+    def fake_train_and_score(table, run, workdir, data, fresh, known_seconds=None):
         done.append(run.label)
         return fake_row(run.label, 0.97)
     monkeypatch.setattr(results, 'train_and_score', fake_train_and_score)
@@ -130,3 +130,49 @@ def test_report_only_rewrites_the_markdown_from_the_json(tmp_path, capsys):
     assert '| paper: Backbone + DAC with atrous |  |  | n/a | 0.9530 ± 0.0040 | 0.9770 ± 0.0060 |' in text
     with pytest.raises(SystemExit, match='run the table first'):
         results.main(['drive', '--data', 'unused', '--out', str(tmp_path), '--report-only'])
+
+
+def test_spread_seeds_repeat_the_chosen_variants(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(results, 'train_and_score',
+                        lambda table, run, workdir, *a: seen.append((run.label, run.seed, workdir.name))
+                        or fake_row(run.label, 0.9, run.seed))
+    monkeypatch.setattr(results, 'save_loss_curves', lambda rows, path: None)
+    results.run_table('ablation', '/data', tmp_path, tmp_path / 'runs', False, None, (1, 2), ['x'],
+                      spread_variants=('cenet', 'backbone'))
+    extra = seen[len(results.TABLES['ablation'].runs):]
+    assert [(label, seed) for label, seed, _ in extra] == [
+        ('CE-Net, seed 1', 1), ('Backbone, seed 1', 1), ('CE-Net, seed 2', 2), ('Backbone, seed 2', 2)]
+    assert len({name for _, _, name in seen}) == len(seen)
+
+
+def test_a_finished_run_is_neither_retrained_nor_rescored(tmp_path, monkeypatch):
+    """The second call finds the final checkpoint and the scores: eval.py is not run again and the
+    training time is the one recorded the first time."""
+    table = results.TABLES['repro']
+    workdir = tmp_path / 'run'
+    calls = []
+
+    def fake_run_logged(command, log_path):
+        calls.append(command[1])
+        if command[1] == 'train.py':
+            (workdir / 'checkpoints' / 'latest' / '300').mkdir(parents=True, exist_ok=True)
+            (workdir / 'config.json').write_text(json.dumps({
+                'num_train_steps': 300, 'batch_size': 8, 'seed': 0,
+                'data': {'image_size': [576, 576], 'crop_size': [192, 192]},
+                'optim': {'name': 'adam', 'lr': 1e-3, 'schedule': 'poly', 'warmup_steps': 50},
+                'loss': {'kind': 'dice_ce'}, 'model': {'architecture': 'cenet'}}))
+            return 42.0
+        out = workdir / 'eval' / 'test_d8'
+        out.mkdir(parents=True, exist_ok=True)
+        scored = fake_row('x', 0.95)['evals']['d8']
+        (out / 'metrics.json').write_text(json.dumps({
+            'aggregate': {k: v for k, v in scored['scores'].items()}, 'pooled': scored['pooled'],
+            'paper': {}, 'num_images': 20}))
+        return 7.0
+    monkeypatch.setattr(results, 'run_logged', fake_run_logged)
+    first = results.train_and_score(table, table.runs[0], workdir, '/data', False)
+    second = results.train_and_score(table, table.runs[0], workdir, '/data', False)
+    assert calls == ['train.py', 'eval.py', 'train.py']
+    assert first['train_seconds'] == second['train_seconds'] == 42.0
+    assert not first['reused'] and second['reused'] and second['evals'] == first['evals']
