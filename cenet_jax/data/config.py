@@ -2,8 +2,10 @@
 
 `default_data_config()` is the synthetic-vessel setup the demo uses; `data_config_for(name)`
 starts from it and applies `DATASET_PRESETS[name]` (label conventions, split names, crop, which
-augmentations make sense). The config is read in one place (`build_source`, the pipeline) and
-turned into plain frozen specs that pickle into grain workers.
+augmentations make sense). `DATASET_FIELDS` are the fields that describe a dataset rather than
+the model's input: evaluating a run on another dataset takes them from that dataset
+(`dataset_fields`). The config is read in one place (`build_source`, the pipeline) and turned
+into plain frozen specs that pickle into grain workers.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from cenet_jax.data.records import DecodeSpec
 from cenet_jax.data.transforms import AugmentSpec
 
 SYNTHETIC_DATASETS = ('synthetic_vessels', 'synthetic_disc', 'synthetic_oct')
-FILE_DATASETS = ('drive', 'origa', 'messidor', 'rimone', 'lung', 'isbi', 'isbi_tiff', 'oct', 'folder')
+FILE_DATASETS = ('drive', 'origa', 'messidor', 'rimone', 'lung', 'isbi', 'isbi_tiff', 'oct', 'folder',
+                 'chase_db1', 'stare')
 DATASETS = SYNTHETIC_DATASETS + FILE_DATASETS
 
 # Fields that differ from `default_data_config()` per dataset (nested keys as 'augment.vflip').
@@ -36,7 +39,17 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
     'isbi_tiff': {'invert_label': True},
     'oct': {'num_classes': 11, 'augment.vflip': False, 'augment.transpose': False},
     'folder': {},
+    # No official split and no FOV masks: the FOV is derived from each image; CHASE_DB1's masks
+    # come as 0/1 or 0/255 PNGs depending on the copy, so any non-zero value is a vessel.
+    'chase_db1': {'label_threshold': 1, 'fov': 'auto'},
+    'stare': {'fov': 'auto'},
 }
+# Fields that describe a dataset (split files and fractions, label conventions, decoding, FOV)
+# rather than the model's input: a run evaluated on another dataset takes these from it.
+DATASET_FIELDS = ('train_split', 'val_split', 'test_split', 'val_fraction', 'test_fraction', 'num_folds',
+                  'fold', 'split_seed', 'foreground_value', 'label_threshold', 'invert_label', 'class_values',
+                  'annotator', 'mat_key', 'high_bit_depth', 'disc_crop_size', 'disc_crop_sigma', 'fov',
+                  'cross_dataset', 'synthetic')
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -60,19 +73,26 @@ def default_data_config() -> ml_collections.ConfigDict:
     cfg.num_folds = 0                # > 0: k-fold cross-validation of single-pool datasets ...
     cfg.fold = 0                     # ... and this fold is the test split
     cfg.split_seed = 0               # seed of every holdout / fold assignment
+    cfg.cross_dataset = False        # True: the model was trained on another dataset (eval.py sets it
+                                     # when data.name differs from the run's): a set without an
+                                     # official split is tested whole, with no holdout
 
     # Label conventions.
     cfg.foreground_value = -1        # binary: foreground = (raw == this); -1 = raw >= label_threshold
     cfg.label_threshold = 128        # binary threshold on raw 8-bit label values (1 for {0, 1} masks)
     cfg.invert_label = False         # swap foreground / background (ISBI: membranes are stored as 0)
     cfg.class_values = ()            # multi-class: raw value of class 0, 1, ...; () = raw values are ids
-    cfg.annotator = 1                # DRIVE test: 1st_manual (1) or 2nd_manual (2); RIM-ONE expert number
+    cfg.annotator = 1                # DRIVE test: 1st_manual (1) or 2nd_manual (2); RIM-ONE expert number;
+                                     # CHASE_DB1: _1stHO (1) / _2ndHO (2); STARE: labels-ah (1) / labels-vk (2)
     cfg.mat_key = ''                 # variable name inside .mat label / boundary files ('' = the only one)
 
     # Decoding.
     cfg.high_bit_depth = 'range'     # 16-bit / float images to uint8: 'range' (dtype range) | 'minmax'
     cfg.disc_crop_size = 0           # > 0: crop this many pixels around the brightest point (ORIGA 800)
     cfg.disc_crop_sigma = 50.0       # Gaussian smoothing (pixels) before finding the brightest point
+    cfg.fov = 'file'                 # field of view: 'file' = the dataset's FOV masks (DRIVE mask/, folder
+                                     # fov/), else the whole image; 'auto' = those, else derived from the
+                                     # fundus image (data/fov.py); 'none' = always the whole image
 
     # Bad input.
     cfg.validation = 'full'          # 'full' = decode every record before training; 'header' = faster
@@ -124,6 +144,12 @@ def data_config_for(name: str, root: str = '', **overrides: Any) -> ml_collectio
     return cfg
 
 
+def dataset_fields(name: str) -> dict[str, Any]:
+    """{field: value} of `DATASET_FIELDS` for dataset `name`: the defaults with its preset."""
+    cfg = data_config_for(name)
+    return {field: cfg[field] for field in DATASET_FIELDS}
+
+
 def label_spec(cfg: ml_collections.ConfigDict) -> LabelSpec:
     """The label conventions of a data config as a plain `LabelSpec`."""
     return LabelSpec(num_classes=int(cfg.num_classes), foreground_value=int(cfg.foreground_value),
@@ -135,7 +161,7 @@ def decode_spec(cfg: ml_collections.ConfigDict) -> DecodeSpec:
     """How to decode records of a data config, as a plain `DecodeSpec`."""
     return DecodeSpec(label=label_spec(cfg), high_bit_depth=str(cfg.high_bit_depth),
                       disc_crop_size=int(cfg.disc_crop_size), disc_crop_sigma=float(cfg.disc_crop_sigma),
-                      mat_key=str(cfg.mat_key))
+                      mat_key=str(cfg.mat_key), fov=str(cfg.get('fov', 'file')))
 
 
 def layout_params(cfg: ml_collections.ConfigDict) -> LayoutParams:

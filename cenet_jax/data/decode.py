@@ -1,11 +1,14 @@
 """Reading pixels from files: images as uint8 RGB, labels as raw 2-D arrays, header-only sizes.
 
 Images come in many encodings (8-bit RGB TIFF, palette GIF, 16-bit PNG/TIFF, float CT slices,
-NumPy arrays, pages of multi-page TIFF stacks). Everything here ends as uint8: grayscale is
-replicated to 3 channels, and deeper data is *scaled* (never clipped) into [0, 255].
+NumPy arrays, pages of multi-page TIFF stacks, gzipped files such as STARE's `im0001.ppm.gz`).
+Everything here ends as uint8: grayscale is replicated to 3 channels, and deeper data is
+*scaled* (never clipped) into [0, 255].
 """
 from __future__ import annotations
 
+import gzip
+import io
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,20 @@ from cenet_jax.data.errors import DataError
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.gif', '.bmp', '.ppm', '.pgm')
 ARRAY_EXTENSIONS = ('.npy', '.mat')
 HIGH_BIT_DEPTH_MODES = ('range', 'minmax')
+GZIP_SUFFIX = '.gz'    # an image file compressed whole (STARE ships im0001.ppm.gz)
 _UINT16_MAX = 65535.0
+
+
+def split_image_name(name: str) -> tuple[str, str]:
+    """(base, extension) of an image file name, a gzip suffix included in the extension:
+    'im0001.ah.ppm.gz' -> ('im0001.ah', '.ppm.gz'), 'a.png' -> ('a', '.png'); ('name', '') if
+    the name has no image extension."""
+    lower = name.lower()
+    for extension in IMAGE_EXTENSIONS:
+        for full in (extension + GZIP_SUFFIX, extension):
+            if lower.endswith(full) and len(name) > len(full):
+                return name[: -len(full)], name[-len(full):]
+    return name, ''
 
 
 def is_array_file(path: str | Path) -> bool:
@@ -56,8 +72,16 @@ def to_uint8(array: np.ndarray, high_bit_depth: str = 'range') -> np.ndarray:
 
 
 def _open_frame(path: Path, frame: int) -> Image.Image:
-    """Open an image file (header only) and seek to `frame` of a multi-page file (-1 = first)."""
-    image = Image.open(path)
+    """Open an image file (header only; a gzipped one is decompressed in memory) and seek to
+    `frame` of a multi-page file (-1 = first)."""
+    if path.suffix.lower() == GZIP_SUFFIX:
+        try:
+            data = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError) as error:
+            raise DataError(f'{path}: not a readable gzip file ({error})') from error
+        image = Image.open(io.BytesIO(data))
+    else:
+        image = Image.open(path)
     if frame > 0:
         image.seek(frame)
     return image
@@ -109,7 +133,7 @@ def image_hw(path: str | Path, frame: int = -1) -> tuple[int, int]:
 
 def frame_count(path: str | Path) -> int:
     """Number of pages of a (multi-page) TIFF or other image file."""
-    with Image.open(path) as image:
+    with _open_frame(Path(path), -1) as image:
         return int(getattr(image, 'n_frames', 1))
 
 

@@ -106,11 +106,13 @@ class _WithModelImage:
 
 class EvalRecords(Sequence):
     """Every record of a split once, in a fixed order, each with its 'model_image'; indexable, and
-    iterated with a few decoding threads ahead."""
+    iterated with a few decoding threads ahead. `info` (`SplitInfo`) says where the records of
+    the whole split (all hosts) come from."""
 
-    def __init__(self, dataset: grain.MapDataset, read_threads: int):
+    def __init__(self, dataset: grain.MapDataset, read_threads: int, info: Any = None):
         self._dataset = dataset
         self._read_threads = max(1, read_threads)
+        self.info = info
 
     def __len__(self) -> int:
         return len(self._dataset)
@@ -133,7 +135,7 @@ def build_eval_records(data_cfg: ml_collections.ConfigDict, split: str, *, proce
     prepare = _WithModelImage(data_config.image_hw(data_cfg), str(data_cfg.normalization),
                               str(data_cfg.channel_order))
     dataset = grain.MapDataset.source(source).map(prepare)[process_index::process_count]
-    return EvalRecords(dataset, int(data_cfg.read_threads))
+    return EvalRecords(dataset, int(data_cfg.read_threads), source.info)
 
 
 def num_train_examples(data_cfg: ml_collections.ConfigDict) -> int:

@@ -2,6 +2,8 @@
 
 A record is one image at its original size (or its optic-disc crop):
   {'image': uint8 (H, W, 3), 'label': int32 (H, W) in [0, num_classes), 'fov': bool (H, W),
+   'fov_source': 'given' (a mask file, OCT boundary columns, the synthetic generator) |
+   'derived' (from the image, data.fov='auto') | 'none' (all true: the whole image),
    'id': str, and for OCT 'boundaries': float32 (num_classes - 1, W); when the disc crop is on,
    'crop_box': int32 (top, left, bottom, right) of the crop in the full image}.
 """
@@ -15,6 +17,7 @@ import numpy as np
 from cenet_jax.data.decode import read_array, read_image, read_label
 from cenet_jax.data.disc_crop import disc_crop_box
 from cenet_jax.data.errors import DataError
+from cenet_jax.data.fov import FOV_MODES, derive_fov
 from cenet_jax.data.labels import LabelSpec, boundaries_to_class_map, to_class_map, valid_boundary_columns
 from cenet_jax.data.layouts import Entry
 
@@ -30,11 +33,17 @@ class DecodeSpec:
     disc_crop_size: int = 0
     disc_crop_sigma: float = 50.0
     mat_key: str = ''
+    fov: str = 'file'   # FOV_MODES: mask files | mask files, else derived from the image | no masks
+
+    def __post_init__(self):
+        if self.fov not in FOV_MODES:
+            raise DataError(f'data.fov must be one of {FOV_MODES}, got {self.fov!r}')
 
 
 def make_record(image: np.ndarray, label: np.ndarray, fov: np.ndarray | None, record_id: str,
-                boundaries: np.ndarray | None = None) -> Record:
-    """Assemble a record, checking the contract's dtypes and shapes (fov None = all True)."""
+                boundaries: np.ndarray | None = None, fov_source: str = '') -> Record:
+    """Assemble a record, checking the contract's dtypes and shapes (fov None = all True;
+    `fov_source` '' = 'given' when a FOV is passed, else 'none')."""
     height, width = image.shape[:2]
     if image.dtype != np.uint8 or image.shape != (height, width, 3):
         raise DataError(f'{record_id}: image must be uint8 (H, W, 3), got {image.dtype} {image.shape}')
@@ -42,7 +51,7 @@ def make_record(image: np.ndarray, label: np.ndarray, fov: np.ndarray | None, re
         raise DataError(f'{record_id}: label shape {label.shape} differs from image {(height, width)}')
     record = {'image': image, 'label': label.astype(np.int32, copy=False),
               'fov': np.ones((height, width), bool) if fov is None else fov.astype(bool, copy=False),
-              'id': record_id}
+              'fov_source': fov_source or ('none' if fov is None else 'given'), 'id': record_id}
     if boundaries is not None:
         record['boundaries'] = boundaries.astype(np.float32, copy=False)
     return record
@@ -68,7 +77,8 @@ def read_boundaries(path: str, num_boundaries: int, width: int, mat_key: str = '
 
 
 def decode_entry(entry: Entry, spec: DecodeSpec) -> Record:
-    """Read an entry's files and apply label conventions, FOV and the optional optic-disc crop."""
+    """Read an entry's files and apply label conventions, FOV (`spec.fov`) and the optional
+    optic-disc crop."""
     image = read_image(entry.image, entry.frame, spec.high_bit_depth)
     hw = image.shape[:2]
     boundaries = None
@@ -82,11 +92,14 @@ def decode_entry(entry: Entry, spec: DecodeSpec) -> Record:
         _check_same_size('label', entry.label, raw.shape, entry.image, hw)
         where = entry.label if entry.frame < 0 else f'{entry.label} page {entry.frame}'
         label = to_class_map(raw, spec.label, where)
-    if entry.fov:
+    fov_source = ''
+    if entry.fov and spec.fov != 'none':
         fov_raw = read_label(entry.fov)
         _check_same_size('FOV mask', entry.fov, fov_raw.shape, entry.image, hw)
         fov = fov_raw >= FOV_THRESHOLD if fov_raw.dtype == np.uint8 else fov_raw > 0
-    record = make_record(image, label, fov, entry.id, boundaries)
+    elif fov is None and spec.fov == 'auto':
+        fov, fov_source = derive_fov(image), 'derived'
+    record = make_record(image, label, fov, entry.id, boundaries, fov_source)
     if spec.disc_crop_size > 0:
         record = crop_record(record, disc_crop_box(image, spec.disc_crop_size, spec.disc_crop_sigma))
     return record
@@ -96,7 +109,7 @@ def crop_record(record: Record, box: tuple[int, int, int, int]) -> Record:
     """The record cut to `box` = (top, left, bottom, right); boundaries are shifted to match."""
     top, left, bottom, right = box
     cropped = {key: np.ascontiguousarray(record[key][top:bottom, left:right]) for key in ('image', 'label', 'fov')}
-    cropped['id'] = record['id']
+    cropped['id'], cropped['fov_source'] = record['id'], record['fov_source']
     if 'boundaries' in record:
         cropped['boundaries'] = record['boundaries'][:, left:right] - top
     cropped['crop_box'] = np.array(box, np.int32)

@@ -2,7 +2,8 @@
 
 `build_source(data_cfg, split)` lists and pairs the files of the configured dataset, selects the
 split, validates it (all problems reported before training starts), and returns a random-access
-source of records (see `records.py` for the record contract). Synthetic datasets need no files.
+source of records (see `records.py` for the record contract) whose `info` (`SplitInfo`) says
+where its records come from. Synthetic datasets need no files.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import ml_collections
 from cenet_jax.data import config as data_config
 from cenet_jax.data.errors import DataError
 from cenet_jax.data.layouts import Entry, list_dataset
+from cenet_jax.data.provenance import SplitInfo, describe_fov
 from cenet_jax.data.records import DecodeSpec, Record, decode_entry
-from cenet_jax.data.splits import canonical_split, select_split
+from cenet_jax.data.splits import canonical_split, choose_split
 from cenet_jax.data.synthetic import SyntheticSource
 from cenet_jax.data.validate import validate_entries
 
@@ -23,15 +25,18 @@ class FileRecordSource:
     """grain RandomAccessDataSource decoding one `Entry` per index; any failure while reading
     is re-raised as a `DataError` naming the record's files (also inside grain workers).
     With `cache=True` each record is decoded once per process and kept (records are never
-    modified downstream), which saves the decode of every epoch on small datasets."""
+    modified downstream), which saves the decode of every epoch on small datasets. `info` says
+    where the records come from."""
 
     def __init__(self, entries: list[Entry], spec: DecodeSpec, name: str, split: str, num_skipped: int = 0,
-                 cache: bool = False):
+                 cache: bool = False, info: SplitInfo | None = None):
         self.entries = list(entries)
         self.spec = spec
         self.name, self.split = name, split
         self.num_skipped = num_skipped  # records dropped by validation with on_bad_record='skip'
         self.cache: dict[int, Record] | None = {} if cache else None
+        self.info = info or SplitInfo(name, '', split, len(self.entries), f'{len(self.entries)} records',
+                                      describe_fov(self.entries, spec.fov), num_skipped)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -65,35 +70,49 @@ class FileRecordSource:
 
 
 def _synthetic_source(data_cfg: ml_collections.ConfigDict, split: str) -> SyntheticSource:
+    if split == 'all':
+        raise DataError(f'{data_cfg.name} is generated per split: score --split=train, val or test, not all')
     size = tuple(int(v) for v in data_cfg.synthetic.size)
     if size == (0, 0):
         size = data_config.image_hw(data_cfg)
-    return SyntheticSource(data_cfg.name, split, int(data_cfg.synthetic[f'num_{split}']), size,
-                           int(data_cfg.synthetic.seed), int(data_cfg.num_classes))
+    count, seed = int(data_cfg.synthetic[f'num_{split}']), int(data_cfg.synthetic.seed)
+    source = SyntheticSource(data_cfg.name, split, count, size, seed, int(data_cfg.num_classes))
+    source.info = SplitInfo(data_cfg.name, '', split, count,
+                            f'{count} generated {data_cfg.name} images (data.synthetic.seed {seed})',
+                            'generated with each image' if data_cfg.name != 'synthetic_oct' else
+                            'none: the whole image is scored', cross_dataset=bool(data_cfg.get('cross_dataset')))
+    return source
 
 
-def split_entries(data_cfg: ml_collections.ConfigDict, split: str) -> tuple[list[Entry], list[str], list[str]]:
-    """(entries of `split`, label files without an image, notes) for a file dataset, unvalidated."""
+def split_entries(data_cfg: ml_collections.ConfigDict,
+                  split: str) -> tuple[list[Entry], list[str], list[str], str]:
+    """(entries of `split`, label files without an image, notes, where the entries come from in
+    words) for a file dataset, unvalidated."""
     listing = list_dataset(data_cfg.name, data_cfg.root, data_config.layout_params(data_cfg))
-    entries = select_split(listing.pools, split, val_fraction=float(data_cfg.val_fraction),
-                           test_fraction=float(data_cfg.test_fraction), num_folds=int(data_cfg.num_folds),
-                           fold=int(data_cfg.fold), seed=int(data_cfg.split_seed))
-    return entries, listing.orphans, listing.notes
+    entries, source = choose_split(
+        listing.pools, split, val_fraction=float(data_cfg.val_fraction),
+        test_fraction=float(data_cfg.test_fraction), num_folds=int(data_cfg.num_folds),
+        fold=int(data_cfg.fold), seed=int(data_cfg.split_seed), sources=listing.sources,
+        no_split=listing.no_split, whole_set_test=bool(data_cfg.get('cross_dataset', False)))
+    return entries, listing.orphans, listing.notes, source
 
 
 def build_source(data_cfg: ml_collections.ConfigDict, split: str) -> FileRecordSource | SyntheticSource:
-    """Random-access source of the records of `split` ('train' | 'val' | 'test'), validated first."""
-    split = canonical_split(split)
+    """Random-access source of the records of `split` ('train' | 'val' | 'test' | 'all'),
+    validated first; its `info` says where they come from."""
+    split = canonical_split(split, allow_all=True)
     if data_cfg.name in data_config.SYNTHETIC_DATASETS:
         return _synthetic_source(data_cfg, split)
     if data_cfg.name not in data_config.FILE_DATASETS:
         raise DataError(f'unknown dataset {data_cfg.name!r}; set --config.data.name to one of {data_config.DATASETS}')
-    entries, orphans, notes = split_entries(data_cfg, split)
+    entries, orphans, notes, where = split_entries(data_cfg, split)
     for note in notes:
         warnings.warn(f'{data_cfg.name}: {note}', stacklevel=2)
     spec = data_config.decode_spec(data_cfg)
     good, problems = validate_entries(entries, spec, level=str(data_cfg.validation),
                                       on_bad_record=str(data_cfg.on_bad_record), orphans=orphans,
                                       where=f'{data_cfg.name} {split} split under {data_cfg.root}')
+    info = SplitInfo(data_cfg.name, str(data_cfg.root), split, len(good), where, describe_fov(good, spec.fov),
+                     skipped=len(entries) - len(good), cross_dataset=bool(data_cfg.get('cross_dataset', False)))
     return FileRecordSource(good, spec, data_cfg.name, split, num_skipped=len(entries) - len(good),
-                            cache=bool(data_cfg.get('cache_decoded', False)))
+                            cache=bool(data_cfg.get('cache_decoded', False)), info=info)

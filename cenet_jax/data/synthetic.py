@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -283,6 +283,7 @@ class SyntheticSource:
         self.kind, self.split, self.seed = kind, split, seed
         self.image_hw = (int(height), int(width))
         self._length = int(num_records)
+        self.info: Any = None   # the SplitInfo build_source attaches (where the records come from)
 
     def __len__(self) -> int:
         return self._length

@@ -110,3 +110,59 @@ def make_drive(root: Path, count: int = 2, size: tuple[int, int] = (40, 48)) -> 
             save(root / split / '1st_manual' / f'{n:02d}_manual1.gif', vessels)
             save(root / split / 'mask' / f'{n:02d}_{split}_mask.gif',
                  np.full(size, 255, np.uint8))
+
+
+def fundus(seed: int, size: tuple[int, int] = (60, 64)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A synthetic fundus photograph (dark border, bright disc of retina, vessels): (image uint8
+    (H, W, 3), vessel mask 0/255, the true FOV bool)."""
+    from cenet_jax.data.synthetic import synthetic_vessels
+    image, vessels, fov = synthetic_vessels(np.random.default_rng(seed), *size)
+    return image, vessels.astype(np.uint8) * 255, fov
+
+
+def make_chase(root: Path, names: tuple[str, ...] = ('Image_01L', 'Image_01R', 'Image_02L', 'Image_02R'),
+               size: tuple[int, int] = (60, 64), label_values: tuple[int, int] = (0, 255)) -> list[str]:
+    """CHASE_DB1 layout: one folder of NAME.jpg with NAME_1stHO.png and NAME_2ndHO.png (the
+    second observer's mask is the first's widened by a pixel column, so the two differ)."""
+    for index, name in enumerate(names):
+        image, vessels, _ = fundus(index, size)
+        save(root / f'{name}.jpg', image, quality=95)
+        first = np.where(vessels > 0, label_values[1], label_values[0]).astype(np.uint8)
+        second = np.maximum(first, np.roll(first, 1, axis=1))
+        save(root / f'{name}_1stHO.png', first)
+        save(root / f'{name}_2ndHO.png', second)
+    return list(names)
+
+
+def save_gzipped(path: Path, array: np.ndarray) -> Path:
+    """Write an image, then gzip it as PATH.gz (the uncompressed file is removed)."""
+    import gzip
+    save(path, array)
+    target = path.with_name(path.name + '.gz')
+    target.write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    return target
+
+
+def make_stare(root: Path, size: tuple[int, int] = (60, 64)) -> dict[str, np.ndarray]:
+    """STARE layout in every accepted encoding: stare-images/ im0001.ppm, im0002.ppm.gz,
+    im0003.png and an unlabelled im0004.ppm; labels-ah/ im0001.ah.ppm, im0002.ah.pgm.gz,
+    im0003.ah.png; labels-vk/ the same names with .vk (the Kouznetsova masks are the Hoover
+    ones widened by a pixel column). Returns the Hoover masks (0/255) by id."""
+    images = {'im0001': '.ppm', 'im0002': '.ppm.gz', 'im0003': '.png', 'im0004': '.ppm'}
+    labels = {'im0001': '.ppm', 'im0002': '.pgm.gz', 'im0003': '.png'}
+    hoover = {}
+    for index, (name, extension) in enumerate(images.items()):
+        image, vessels, _ = fundus(10 + index, size)
+        path = root / 'stare-images' / f'{name}{extension.removesuffix(".gz")}'
+        save_gzipped(path, image) if extension.endswith('.gz') else save(path, image)
+        if name not in labels:
+            continue
+        hoover[name] = vessels
+        wide = np.maximum(vessels, np.roll(vessels, 1, axis=1))
+        for folder, tag, mask in (('labels-ah', 'ah', vessels), ('labels-vk', 'vk', wide)):
+            extension = labels[name]
+            pixels = np.repeat(mask[..., None], 3, axis=-1) if '.ppm' in extension else mask  # ppm is RGB
+            path = root / folder / f'{name}.{tag}{extension.removesuffix(".gz")}'
+            save_gzipped(path, pixels) if extension.endswith('.gz') else save(path, pixels)
+    return hoover

@@ -93,7 +93,7 @@ def test_empty_split(tmp_path, folder_root):
 def test_listed_name_without_image(folder_root):
     write_list(folder_root / 'train.txt', ['case00', 'ghost'])
     write_list(folder_root / 'test.txt', ['case01'])
-    with pytest.raises(DataError, match=r'ghost.*listed in train\.txt, no such image'):
+    with pytest.raises(DataError, match=r'ghost.*listed in \S*train\.txt, no such image'):
         build_source(folder_cfg(folder_root), 'train')
 
 
