@@ -2,7 +2,11 @@
 
 Restores the weights of the workdir's best checkpoint (or --checkpoint latest|STEP, or converted
 --weights FILE with --config), scores the test split with test-time augmentation, prints the
-paper-style table and writes metrics.json, per_image.csv and one PNG per image. With --input DIR
+paper-style table and writes metrics.json, per_image.csv and one PNG per image; the log and the
+table say which dataset, which images (split list, folder or holdout, and how many) and which
+field of view were scored. `--config.data.name` other than the run's scores the model on another
+dataset, with that dataset's split names, label conventions and FOV setting (see
+run_config.switch_dataset); `--split=all` scores every image of it. With --input DIR
 --output DIR it predicts mask PNGs for a folder of new images instead (also with --exported
 model.jax, a model written by `python -m cenet_jax.export`). --ema/--noema choose the EMA or the
 trained weights of a run that kept an EMA (default: the EMA). The model and the input
@@ -31,7 +35,8 @@ flags.DEFINE_string('workdir', None, 'Training workdir whose checkpoints to eval
 flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
 flags.DEFINE_string('weights', None, 'Converted weights file (python -m cenet_jax.convert ...) '
                     'instead of a workdir checkpoint.')
-flags.DEFINE_string('split', None, 'Split to score (default: config.eval.split).')
+flags.DEFINE_string('split', None, "Split to score: train, val, test, or all (every image of the "
+                    "dataset, e.g. a folder the model never saw) (default: config.eval.split).")
 flags.DEFINE_enum('tta', None, ['d8', 'flips', 'none'], 'Test-time augmentation '
                   '(default: config.eval.tta).')
 flags.DEFINE_string('output_dir', None, 'Where results go (default: <workdir>/eval/<split>_tta-<mode>).')

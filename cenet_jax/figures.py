@@ -6,7 +6,8 @@ panel (`caption_height`): a (W x H) input gives a PNG of ``n * W + (n - 1) * PAN
 ``H + caption_height(W)``.
 Binary maps are white on black; the error panel shows true positives white, false
 positives red, false negatives blue, true negatives black, and pixels outside the field
-of view dark grey. Class maps with more than two classes use `PALETTE` (class 0 black)
+of view dark grey. Given a field of view (FOV) that is not the whole image, the image panel
+shows its outline (yellow; its caption says so, and whether the FOV was derived from the image). Class maps with more than two classes use `PALETTE` (class 0 black)
 and the error panel shows correct pixels in their class colour at half brightness and
 wrong ones red.
 
@@ -26,6 +27,7 @@ MIN_CAPTION_FONT, MAX_CAPTION_FONT = 11, 64   # pixels
 CAPTION_FONT_FRACTION = 0.045                 # caption text height as a fraction of the panel width
 TP_COLOUR, FP_COLOUR, FN_COLOUR, TN_COLOUR = (255, 255, 255), (230, 30, 30), (40, 90, 255), (0, 0, 0)
 OUTSIDE_FOV_COLOUR = (48, 48, 48)
+FOV_OUTLINE_COLOUR = (255, 220, 0)
 WRONG_COLOUR = (230, 30, 30)
 PALETTE = np.array([
     (0, 0, 0), (31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (140, 86, 75),
@@ -84,6 +86,27 @@ def _probability_panel(probs: np.ndarray) -> np.ndarray:
 MIN_PANEL_SIZE = 192  # pixels; smaller images are enlarged (nearest) so they can be seen
 
 
+def fov_outline(fov: np.ndarray, width: int = 1) -> np.ndarray:
+    """bool (H, W): the pixels of the FOV within `width` pixels of its edge (4-neighbour
+    erosion; the image border does not count as an edge)."""
+    fov = np.asarray(fov, bool)
+    inner = fov
+    for _ in range(max(1, width)):
+        padded = np.pad(inner, 1, constant_values=True)
+        inner = (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1]
+                 & padded[1:-1, :-2] & padded[1:-1, 2:])
+    return fov & ~inner
+
+
+def _image_panel(rgb: np.ndarray, fov: np.ndarray | None, fov_derived: bool) -> tuple[str, np.ndarray]:
+    """(caption, pixels) of the image panel: the FOV outline drawn in when there is one."""
+    if fov is None or np.asarray(fov, bool).all():
+        return 'image', rgb
+    panel = rgb.copy()
+    panel[fov_outline(fov, width=max(1, min(rgb.shape[:2]) // 250))] = FOV_OUTLINE_COLOUR
+    return ('image, FOV derived' if fov_derived else 'image, FOV'), panel
+
+
 def panel_zoom(shape: tuple[int, int]) -> int:
     """Integer factor that enlarges images smaller than MIN_PANEL_SIZE for viewing (else 1)."""
     return max(1, -(-MIN_PANEL_SIZE // max(min(shape), 1)))
@@ -107,8 +130,10 @@ def caption_height(panel_width: int) -> int:
 
 
 def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarray, pred: np.ndarray,
-                           probs: np.ndarray | None = None, fov: np.ndarray | None = None) -> None:
-    """PNG panel: image | ground truth | prediction | errors [| foreground or max probability]."""
+                           probs: np.ndarray | None = None, fov: np.ndarray | None = None,
+                           fov_derived: bool = False) -> None:
+    """PNG panel: image (with the FOV outline) | ground truth | prediction | errors [| foreground
+    or max probability]; `fov_derived` captions the FOV as derived from the image."""
     rgb = _as_rgb(image)
     label, pred = np.asarray(label), np.asarray(pred)
     shape = rgb.shape[:2]
@@ -118,7 +143,7 @@ def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarra
     if probs is not None and np.shape(probs)[:2] != shape:
         raise ValueError(f'probs has shape {np.shape(probs)}, expected {shape} (+ channels)')
     binary = max(int(label.max(initial=0)), int(pred.max(initial=0))) <= 1
-    panels = [('image', rgb), ('ground truth', _colour_classes(label, binary)),
+    panels = [_image_panel(rgb, fov, fov_derived), ('ground truth', _colour_classes(label, binary)),
               ('prediction', _colour_classes(pred, binary)),
               ('errors', _error_panel(label, pred, fov, binary))]
     if probs is not None:

@@ -7,7 +7,11 @@ to `<workdir>/config_changes.jsonl` and written into config.json.
 
 Inference (`inference_config`): the model and the input geometry (INFERENCE_DATA_FIELDS) come
 from the run's config.json unless the command line overrides them; a given config whose model
-differs from the run's is an error naming the fields.
+differs from the run's is an error naming the fields. Scoring the run on another dataset
+(`--config.data.name` other than the run's) is a dataset switch (`switch_dataset`): the fields
+that describe a dataset (`data.config.DATASET_FIELDS`: split names, label threshold, inversion,
+FOV, ...) come from the new dataset's preset, not from the run, unless the command line sets
+them, and `data.cross_dataset` is set (a set without an official split is then tested whole).
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from typing import Any, Callable, Mapping
 import ml_collections
 
 from cenet_jax.config_utils import update_fields
+from cenet_jax.data.config import FILE_DATASETS, SYNTHETIC_DATASETS, dataset_fields
+from cenet_jax.data.layouts import LAYOUTS
 from cenet_jax.errors import ConfigError
 
 log = logging.getLogger('cenet_jax')
@@ -148,13 +154,61 @@ def _tuples(value: Any) -> Any:
     return value
 
 
+def _short(value: Any) -> str:
+    """A config value as the log shows it (ConfigDicts as plain dicts)."""
+    if isinstance(value, ml_collections.ConfigDict):
+        value = value.to_dict()
+    return repr(value)
+
+
+def switch_dataset(config: ml_collections.ConfigDict, run_dataset: str,
+                   overrides: Mapping[str, Any]) -> list[str]:
+    """Evaluate on `config.data.name` a model trained on `run_dataset` (in place): each of
+    `DATASET_FIELDS` takes the new dataset's default / preset value unless the command line
+    (`overrides`) set it, and `data.cross_dataset` becomes True. Returns the notes saying which
+    fields came from the new dataset, the run and the command line. A file dataset needs
+    `data.root` from the command line (the run's root holds the other dataset)."""
+    name = str(config.data.name)
+    if name in FILE_DATASETS and 'data.root' not in overrides:
+        raise ConfigError(f'evaluating this run (trained on {run_dataset!r}) on dataset {name!r}: set '
+                          f'--config.data.root to its folder, laid out as: {LAYOUTS[name]}')
+    fresh = dataset_fields(name)
+    fresh['cross_dataset'] = True
+    from_dataset, from_command_line = [], []
+    for field, value in fresh.items():
+        key = f'data.{field}'
+        if key in overrides or any(k.startswith(key + '.') for k in overrides):
+            from_command_line.append(f'{key}={_short(config.data.get(field))}')
+            if key in overrides:
+                continue
+            nested = {k: v for k, v in overrides.items() if k.startswith(key + '.')}
+            update_fields(config, {key: value})
+            update_fields(config, nested)   # the command line's part of a nested field wins
+            continue
+        before = config.data.get(field)
+        update_fields(config, {key: value.copy_and_resolve_references()
+                               if isinstance(value, ml_collections.ConfigDict) else value})
+        if _short(before) != _short(value) and (field != 'synthetic' or name in SYNTHETIC_DATASETS):
+            from_dataset.append(f'{key}={_short(value)} (the run had {_short(before)})')
+    kept = [f'{key}={_short(config.data[key.split(".", 1)[1]])}' for key in INFERENCE_DATA_FIELDS]
+    notes = [f'dataset switch: the run was trained on {run_dataset!r}, scoring {name!r} (cross-dataset)',
+             f'from the run (model and input geometry): model.*, {", ".join(kept)}',
+             f'from the {name!r} dataset\'s defaults and preset: ' + (', '.join(from_dataset) or
+                                                                       'no field differs from the run')]
+    if from_command_line:
+        notes.append(f'from the command line: {", ".join(from_command_line)}')
+    return notes
+
+
 def inference_config(workdir: str | Path, given: ml_collections.ConfigDict | None,
                      overrides: Mapping[str, Any]) -> tuple[ml_collections.ConfigDict, list[str]]:
     """(config for evaluation / prediction, notes saying what came from where).
 
     Without `given`, the run's config.json plus the command-line `overrides`. With `given`, that
     config whose model must equal the run's (else ConfigError naming the fields) and whose
-    INFERENCE_DATA_FIELDS are taken from the run unless overridden.
+    INFERENCE_DATA_FIELDS are taken from the run unless overridden. A `data.name` other than
+    the run's switches dataset (`switch_dataset`); with `given`, only when the command line set it
+    (a config file's own dataset fields are taken as they are).
     """
     path = Path(workdir) / CONFIG_FILE
     stored = read_run_config(workdir)
@@ -163,10 +217,14 @@ def inference_config(workdir: str | Path, given: ml_collections.ConfigDict | Non
             raise ConfigError(f'{path} not found: this workdir has no stored config (was it '
                               'made by train.py?); pass --config FILE with the training config')
         return given, [f'{path} not found: using the given --config as it is']
+    run_dataset = str(flatten(stored).get('data.name', ''))
     if given is None:
         config = update_fields(_tuples(stored), overrides)
-        return config, [f'config from {path}' + (
+        notes = [f'config from {path}' + (
             f' with command-line overrides {", ".join(sorted(overrides))}' if overrides else '')]
+        if run_dataset and str(config.data.name) != run_dataset:
+            notes += switch_dataset(config, run_dataset, overrides)
+        return config, notes
     diffs = differences(stored, as_json(given))
     _refuse_changes(diffs, is_model_field,
                     f'the model of --config differs from the run in {workdir} ({path})',
@@ -183,6 +241,8 @@ def inference_config(workdir: str | Path, given: ml_collections.ConfigDict | Non
             elif key in diffs and key in flat_stored:
                 update_fields(config, {key: _tuples(flat_stored[key])})
                 notes.append(f'{key}={_tuples(flat_stored[key])!r} from {path}')
+    if run_dataset and 'data.name' in overrides and str(config.data.name) != run_dataset:
+        notes += switch_dataset(config, run_dataset, overrides)
     return config, notes
 
 

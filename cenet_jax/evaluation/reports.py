@@ -1,5 +1,6 @@
 """Reports of an `EvalResult`: the paper-style markdown table beside the paper's numbers,
-metrics.json and the per-image CSV.
+metrics.json and the per-image CSV. When the result's settings carry `provenance` (lines saying
+which dataset, which images and which field of view were scored), the table starts with them.
 """
 from __future__ import annotations
 
@@ -29,13 +30,15 @@ def _format_paper_value(value: PaperValue | None, digits: int) -> str:
 
 
 def format_table(result: EvalResult, paper: PaperTable | None = None, digits: int = 4) -> str:
-    """A markdown table in the paper's layout: the paper's rows, then ours (mean±std, pooled)."""
+    """A markdown table in the paper's layout: the paper's rows, then ours (mean±std, pooled),
+    under the provenance lines of the settings (what was scored), if any."""
     spec = TASKS[result.task]
     paper = spec.paper[result.paper_key] if paper is None else paper
     metrics = spec.table_metrics
     header = '| Method | ' + ' | '.join(METRIC_LABELS.get(m, m) for m in metrics) + ' |'
+    provenance = [str(line) for line in result.settings.get('provenance', ())]
     lines = [f'{result.task}: {result.paper_key}, {len(result.rows)} images '
-             f'(paper: Gu et al. 2019, {spec.source})',
+             f'(paper: Gu et al. 2019, {spec.source})', *provenance, *([''] if provenance else []),
              header, '|' + '---|' * (len(metrics) + 1)]
     for method, values in paper.items():
         lines.append(f'| {method} (paper) | '

@@ -105,14 +105,23 @@ def record_probabilities(predictor: BatchPredictor, variables: Any, records,
         raise ValueError(f"config.eval.mode must be 'resize' or 'sliding', got {config.eval.mode!r}")
 
 
+def provenance_lines(info: Any) -> list[str]:
+    """What was scored, for the log and the report: dataset, split source and size, FOV."""
+    return info.lines() if info is not None else []
+
+
 def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variables: Any, mesh,
                    out_dir: str | Path, *, split: str, tta: str, source: str = '') -> str:
-    """Score `split`; write metrics.json, per_image.csv and figures/ under `out_dir`; return
-    the paper-style table (also written as table.txt)."""
+    """Score `split` ('train' | 'val' | 'test' | 'all'); write metrics.json, per_image.csv and
+    figures/ under `out_dir`; return the paper-style table (also written as table.txt), which
+    starts with what was scored (dataset, where the split's images come from, the FOV)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tta_run = resolve_tta(tta, *tuple(config.data.image_size), config.eval.non_square)
     records = pipeline.build_eval_records(config.data, split)
+    provenance = provenance_lines(records.info)
+    for line in provenance:
+        log.info('%s', line)
     predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
                                batch_size=config.eval.batch_size)
     stream, probs_of = as_record_stream(record_probabilities(predictor, variables, records, config))
@@ -124,7 +133,8 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
         cell_thresholds=tuple(float(t) for t in config.eval.get('cell_thresholds', ())),
         figure_dir=out_dir / 'figures' if primary and config.eval.figures else None,
         extra_settings={'split': split, 'tta': tta, 'tta_run': tta_run, 'mode': config.eval.mode,
-                        'source': source})
+                        'source': source, 'provenance': provenance,
+                        **(records.info.as_dict() if records.info is not None else {})})
     table = format_table(result) + f'\nTTA requested {tta}, run as {tta_run} ' \
         f'(model input {config.data.image_size[0]}x{config.data.image_size[1]})'
     if primary:

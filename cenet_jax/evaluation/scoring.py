@@ -228,7 +228,8 @@ def evaluate_records(records: Iterable[Record], predict_probs_fn: Callable[[Reco
             Path(figure_dir).mkdir(parents=True, exist_ok=True)
             fov = record.get('fov') if use_fov else None
             save_prediction_figure(Path(figure_dir) / figure_file_name(record_id), record['image'],
-                                   np.asarray(record['label']), pred, probs=probs, fov=fov)
+                                   np.asarray(record['label']), pred, probs=probs, fov=fov,
+                                   fov_derived=record.get('fov_source') == 'derived')
     settings = {'threshold': threshold, 'use_fov': use_fov, 'pooled_auc': auc_mode,
                 'membrane_class': membrane_class, 'cell_thresholds': list(cell_thresholds),
                 **(extra_settings or {})}

@@ -216,6 +216,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
     primary = jax.process_index() == 0
     train_source = build_source(config.data, 'train')  # validated once, here
     num_examples = len(train_source)
+    log.info('%s', train_source.info.line)   # where the training images come from
     total_steps, steps_per_epoch = total_train_steps(config, num_examples)
     model = build_model(config.model)
     tx = make_optimizer(config.optim, total_steps)
@@ -249,6 +250,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
     predictor = None
     if config.eval_every_steps > 0:
         val_records = pipeline.build_eval_records(config.data, 'val')
+        log.info('%s', val_records.info.line)
         predictor = BatchPredictor(model, mesh, tta=config.eval.val_tta,
                                    non_square=config.eval.non_square,
                                    batch_size=config.eval.batch_size)

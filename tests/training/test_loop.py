@@ -88,6 +88,39 @@ def test_eval_cli_end_to_end(trained_demo, tmp_path):
     assert np.asarray(Image.open(written[0])).shape == (70, 90)
 
 
+def test_eval_on_another_dataset_scores_every_listed_image_and_says_where_from(trained_demo, tmp_path):
+    """Issue 21's reproduction: a run's config.json names its own dataset's split files; scored on
+    a folder with train.txt (one name) and test.txt (all 28), eval.py takes the folder dataset's
+    split names, scores all 28 and says where they came from, with no extra flags."""
+    from tests.data.fakes import fundus, save, write_list
+    trained, _, _ = trained_demo
+    workdir = tmp_path / 'run'       # the trained run, its config.json carrying DRIVE's split names
+    workdir.mkdir()
+    (workdir / 'checkpoints').symlink_to(trained / 'checkpoints')
+    stored = json.loads((trained / 'config.json').read_text())
+    stored['data'].update(train_split='training', val_split='', test_split='test')
+    (workdir / 'config.json').write_text(json.dumps(stored))
+    root, out = tmp_path / 'vessels', tmp_path / 'eval'
+    names = [f'v{i:02d}' for i in range(28)]
+    for index, name in enumerate(names):
+        image, vessels, _ = fundus(index, (48, 56))
+        save(root / 'images' / f'{name}.png', image)
+        save(root / 'masks' / f'{name}.png', vessels)
+    write_list(root / 'train.txt', names[:1])
+    write_list(root / 'test.txt', names)
+    run = subprocess.run([sys.executable, 'eval.py', '--workdir', str(workdir), '--config.data.name=folder',
+                          f'--config.data.root={root}', '--output_dir', str(out)],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f'test: 28 images from {root / "test.txt"}' in run.stdout
+    assert 'FOV: none (the set has no FOV masks)' in run.stdout and 'include the border' in run.stdout
+    assert "the run was trained on 'synthetic_disc', scoring 'folder'" in run.stderr
+    assert "data.test_split='test.txt' (the run had 'test')" in run.stderr
+    summary = json.loads((out / 'metrics.json').read_text())
+    assert summary['num_images'] == 28 and summary['settings']['cross_dataset'] is True
+    assert (out / 'table.txt').read_text().splitlines()[2] == f'test: 28 images from {root / "test.txt"}'
+
+
 def test_eval_without_checkpoints_is_a_clear_error(tmp_path):
     run = subprocess.run([sys.executable, 'eval.py', '--config', 'configs/demo.py',
                           '--workdir', str(tmp_path)], cwd=REPO, capture_output=True, text=True,
