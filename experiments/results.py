@@ -7,6 +7,8 @@ wall time and hardware.
   python experiments/results.py ablation --data ../shared/datasets/DRIVE [--spread-seeds 1,2]
   python experiments/results.py repro    --data ../shared/datasets/DRIVE
   python experiments/results.py recipe   --data ../shared/datasets/DRIVE
+  python experiments/results.py drive_on_chase_db1 --data /data/CHASE_DB1   (scores the drive run;
+  python experiments/results.py drive_on_stare     --data /data/STARE        see cross_dataset.py)
 
 Every run goes through the real `train.py` and `eval.py` (one process each). Training never sees
 the test split (the CPU configs train on all training images with validation off), and the
@@ -132,7 +134,7 @@ def run_logged(command: list[str], log_path: Path) -> float:
         assert process.stdout is not None
         for line in process.stdout:
             log.write(line)
-            if 'step ' in line or 'error' in line.lower() or line.startswith(('model:', '|', 'split')):
+            if 'step ' in line or 'error' in line.lower() or line.startswith(('model:', '|', 'split', 'dataset:', 'test:', 'FOV:')):
                 print('   ', line.rstrip(), flush=True)
         if process.wait():
             raise SystemExit(f'command failed with exit status {process.returncode}: {shlex.join(command)}\n'
@@ -191,9 +193,14 @@ def run_config_summary(workdir: Path) -> dict[str, Any]:
 
 def copy_figures(workdir: Path, out: Path, prefix: str, count: int = 2, max_width: int = 1600) -> list[str]:
     """Copy the run's curves and the first `count` d8 prediction figures (shrunk to max_width)."""
+    sources = [workdir / 'curves.png'] + sorted((workdir / 'eval' / 'test_d8' / 'figures').glob('*.png'))[:count]
+    return copy_pngs(sources, out, prefix, max_width)
+
+
+def copy_pngs(sources: Sequence[Path], out: Path, prefix: str, max_width: int = 1600) -> list[str]:
+    """Copy the PNGs that exist to <out>/<prefix>_<name> (shrunk to max_width); their names."""
     from PIL import Image
     written = []
-    sources = [workdir / 'curves.png'] + sorted((workdir / 'eval' / 'test_d8' / 'figures').glob('*.png'))[:count]
     for source in sources:
         if not source.exists():
             continue
@@ -425,10 +432,16 @@ def rewrite_report(name: str, out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    import cross_dataset   # imports this module: deferred until it is loaded
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('table', choices=sorted(TABLES))
-    parser.add_argument('--data', required=True, help='dataset folder (DRIVE or ISBI2012_EM)')
+    parser.add_argument('table', choices=sorted(TABLES) + sorted(cross_dataset.CROSS_TABLES))
+    parser.add_argument('--data', required=True, help='dataset folder (DRIVE or ISBI2012_EM; the '
+                        'CHASE_DB1 or STARE folder of a cross-dataset table)')
+    parser.add_argument('--run', default=None, help='cross-dataset tables: the finished workdir to score '
+                        '(default: the drive table\'s run under --runs)')
+    parser.add_argument('--annotator', type=int, default=1, help='cross-dataset tables: whose labels '
+                        '(CHASE_DB1: 1 = 1stHO, 2 = 2ndHO; STARE: 1 = Hoover, 2 = Kouznetsova)')
     parser.add_argument('--out', default='docs/results', help='where the .json, .md and PNGs go')
     parser.add_argument('--runs', default='runs/results', help='parent folder of the runs\' workdirs')
     parser.add_argument('--steps', type=int, default=None, help='override every run\'s training steps')
@@ -440,14 +453,25 @@ def main(argv: Sequence[str] | None = None) -> None:
                         'per fold (single-pool datasets: isbi), plus the mean over folds')
     parser.add_argument('--report-only', action='store_true', help='rewrite <table>.md from the '
                         '<table>.json an earlier run of this command wrote (no training or evaluation)')
-    parser.add_argument('--fresh', action='store_true', help='delete existing workdirs first')
+    parser.add_argument('--fresh', action='store_true', help='delete existing workdirs first (cross-dataset '
+                        'tables: score the run again; it is kept)')
     args = parser.parse_args(argv)
+    cross = cross_dataset.CROSS_TABLES.get(args.table)
     if args.report_only:
-        rewrite_report(args.table, Path(args.out))
+        if cross:
+            cross_dataset.rewrite_report(args.table, Path(args.out), args.annotator)
+        else:
+            rewrite_report(args.table, Path(args.out))
         return
     if not Path(args.data).is_dir():
         raise SystemExit(f'error: --data {args.data!r} is not a folder; pass the dataset root '
                          '(e.g. ../shared/datasets/DRIVE)')
+    if cross:
+        run = Path(args.run).resolve() if args.run else cross_dataset.default_run(cross, Path(args.runs).resolve())
+        cross_dataset.run_cross(args.table, str(Path(args.data).resolve()), Path(args.out), run, args.fresh,
+                                ['experiments/results.py', *(sys.argv[1:] if argv is None else argv)],
+                                args.annotator)
+        return
     seeds = [int(s) for s in args.spread_seeds.split(',') if s.strip()]
     run_table(args.table, args.data, Path(args.out), Path(args.runs).resolve(), args.fresh, args.steps,
               seeds, ['experiments/results.py', *(sys.argv[1:] if argv is None else argv)], args.folds,

@@ -10,6 +10,7 @@ from cenet_jax.data import config as data_config
 from configs import drive_cpu, isbi_cpu
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'experiments'))
+import cross_dataset  # noqa: E402
 import results  # noqa: E402
 
 
@@ -176,3 +177,60 @@ def test_a_finished_run_is_neither_retrained_nor_rescored(tmp_path, monkeypatch)
     assert calls == ['train.py', 'eval.py', 'train.py']
     assert first['train_seconds'] == second['train_seconds'] == 42.0
     assert not first['reused'] and second['reused'] and second['evals'] == first['evals']
+
+
+def fake_metrics(path, auc, provenance=()):
+    """A metrics.json as eval.py writes it (the fields the results runner reads)."""
+    scored = fake_row('x', auc)['evals']['d8']
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({'aggregate': scored['scores'], 'pooled': scored['pooled'], 'paper': {},
+                                'num_images': 28, 'settings': {'provenance': list(provenance)}}))
+
+
+def test_cross_dataset_eval_command_switches_the_dataset(tmp_path):
+    table = cross_dataset.CROSS_TABLES['drive_on_stare']
+    command = cross_dataset.eval_command(tmp_path, table, '/data/STARE', 'none', annotator=2)
+    assert command[1] == 'eval.py' and '--checkpoint=latest' in command
+    assert '--config.data.name=stare' in command and '--config.data.root=/data/STARE' in command
+    assert '--config.data.annotator=2' in command and '--config.eval.figures=False' in command
+    assert f'--output_dir={tmp_path / "eval" / "stare_annotator2_none"}' in command
+    drive = results.TABLES['drive']
+    assert cross_dataset.default_run(table, tmp_path) == tmp_path / results.workdir_name(
+        drive, drive.runs[0], drive.steps)
+
+
+def test_cross_dataset_table_scores_a_finished_run_once_and_says_what_was_scored(tmp_path, monkeypatch):
+    run, out, data = tmp_path / 'run', tmp_path / 'docs', tmp_path / 'CHASE'
+    data.mkdir()
+    (run / 'checkpoints' / 'latest' / '1000').mkdir(parents=True)
+    (run / 'config.json').write_text(json.dumps({
+        'num_train_steps': 1000, 'batch_size': 8, 'seed': 0, 'data': {'image_size': [576, 576]},
+        'optim': {'name': 'adam', 'lr': 1e-3, 'schedule': 'poly', 'warmup_steps': 50},
+        'loss': {'kind': 'dice_ce'}, 'model': {'architecture': 'cenet'}}))
+    fake_metrics(run / 'eval' / 'test_d8' / 'metrics.json', 0.97)        # the run's own DRIVE score
+    provenance = [f'dataset: chase_db1 at {data} (cross-dataset: ...)',
+                  f'test: 28 images, the whole set ({data}): scored cross-dataset',
+                  'FOV: derived from each image (data.fov=auto ...)']
+    calls = []
+
+    def fake_run_logged(command, log_path):
+        calls.append(command)
+        output = Path(next(c for c in command if c.startswith('--output_dir=')).split('=', 1)[1])
+        fake_metrics(output / 'metrics.json', 0.91, provenance)
+        return 5.0
+    monkeypatch.setattr(results, 'run_logged', fake_run_logged)
+    argv = ['drive_on_chase_db1', '--data', str(data), '--run', str(run), '--out', str(out)]
+    results.main(argv)
+    assert [c[1] for c in calls] == ['eval.py', 'eval.py']
+    assert all(f'--config.data.root={data}' in c and '--config.data.name=chase_db1' in c for c in calls)
+    text = (out / 'drive_on_chase_db1.md').read_text()
+    assert '### DRIVE model on CHASE_DB1 (cross-dataset)' in text
+    assert all(f'- {line}' in text for line in provenance)
+    assert '| CHASE_DB1 | 28 | d8 | 0.7000 ± 0.0500 | 0.9500 ± 0.0100 | 0.9100 ± 0.0100 | 0.9110 |' in text
+    assert '| DRIVE test (drive table) | 28 | d8 |' in text and 'no CHASE_DB1 or STARE numbers' in text
+    results.main(argv)                                                  # scored already: not again
+    assert len(calls) == 2
+    results.main(argv + ['--report-only'])
+    assert (out / 'drive_on_chase_db1.md').read_text() == text
+    with pytest.raises(SystemExit, match='holds no finished run'):
+        results.main(['drive_on_stare', '--data', str(data), '--run', str(tmp_path / 'none'), '--out', str(out)])
