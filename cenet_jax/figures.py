@@ -7,9 +7,9 @@ panel (`caption_height`): a (W x H) input gives a PNG of ``n * W + (n - 1) * PAN
 Binary maps are white on black; the error panel shows true positives white, false
 positives red, false negatives blue, true negatives black, and pixels outside the field
 of view dark grey. Given a field of view (FOV) that is not the whole image, the image panel
-shows its outline (yellow; its caption says so, and whether the FOV was derived from the image). Class maps with more than two classes use `PALETTE` (class 0 black)
-and the error panel shows correct pixels in their class colour at half brightness and
-wrong ones red.
+shows its outline in yellow (its caption says so, and whether the FOV was derived from the
+image). Class maps with more than two classes use `PALETTE` (class 0 black) and the error
+panel shows correct pixels in their class colour at half brightness and wrong ones red.
 
 `save_curve_png` draws training curves (axes, ticks, legend) for the training loop.
 """

@@ -3,8 +3,9 @@ images from which split list, folder or holdout, and where their field of view c
 
 Training logs it for its train and val splits; evaluation logs it and writes it into its
 report, so a score always says what it was computed on, e.g.
-  test: 6 of 28 images, a seeded 20 % holdout (split_seed 0) (no DIR/test.txt)
-  FOV: none: the set has no FOV masks, so the metrics include the border around the fundus
+  test: 6 of 28 images, a seeded 20 % holdout (split_seed 0; no DIR/test.txt)
+  FOV: none (the set has no FOV masks): the whole image is scored and the metrics include the
+       border around the field of view (...)
 """
 from __future__ import annotations
 

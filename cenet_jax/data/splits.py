@@ -109,10 +109,12 @@ def choose_split(pools: dict[str, list[T]], split: str, *, val_fraction: float, 
     split list, a folder) and `no_split` why a single pool has no official test split; with
     `whole_set_test` (cross-dataset evaluation: the model never saw this set) the test split of
     a single pool is all of it. See the module docstring for the other rules. The words read
-    e.g. '28 images from DIR/test.txt' or '6 of 28 images, a seeded 20 % holdout (no DIR/test.txt)'.
+    e.g. '28 images from DIR/test.txt' or
+    '6 of 28 images, a seeded 20 % holdout (split_seed 0; no DIR/test.txt)'.
     """
     split = canonical_split(split, allow_all=True)
     sources = sources or {}
+
     def where(pool: str) -> str:
         return sources.get(pool, f'the {pool} pool')
     if split == 'all':
@@ -120,6 +122,7 @@ def choose_split(pools: dict[str, list[T]], split: str, *, val_fraction: float, 
         everything = [unique[key] for key in sorted(unique)]
         return everything, f'{_images(len(everything))}, every image of {", ".join(where(p) for p in pools)}'
     reason = f' ({no_split})' if no_split else ''
+    also = f'; {no_split}' if no_split else ''
     if 'all' in pools:
         everything = pools['all']
         total = len(everything)
@@ -133,13 +136,13 @@ def choose_split(pools: dict[str, list[T]], split: str, *, val_fraction: float, 
                 raise DataError(f'fold must be in [0, {num_folds - 1}], got {fold}')
             train_pool, test = _split_off(everything, kfold_indices(total, num_folds, seed)[fold])
             test_how = (f'{len(test)} of {_images(total)}, fold {fold + 1} of {num_folds} '
-                        f'(data.fold={fold}, split_seed {seed}){reason}')
+                        f'(data.fold={fold}, split_seed {seed}{also})')
             train_what = f'the other {num_folds - 1} folds'
         else:
             # test_fraction 0 trains on everything; the test split is then empty (an error if used)
             train_pool, test = _split_off(everything, holdout_indices(total, test_fraction, seed, _TEST_STREAM))
             test_how = (f'{len(test)} of {_images(total)}, a seeded {_percent(test_fraction)} holdout '
-                        f'(split_seed {seed}){reason}')
+                        f'(split_seed {seed}{also})')
             train_what = 'what the test holdout leaves'
         train_source = where('all')
 

@@ -26,8 +26,8 @@ def test_split_lists_say_which_file(folder_root):
 
 def test_holdout_without_lists_says_so(folder_root):
     source = build_source(folder_cfg(folder_root), 'test')
-    assert source.info.line == (f'test: 1 of 6 images, a seeded 20 % holdout (split_seed 0) '
-                                f'(no {folder_root / "test.txt"})')
+    assert source.info.line == (f'test: 1 of 6 images, a seeded 20 % holdout (split_seed 0; '
+                                f'no {folder_root / "test.txt"})')
     train = build_source(folder_cfg(folder_root, val_fraction=0.25), 'train')
     assert train.info.line == 'train: 4 of 6 images, what the test holdout leaves, less 1 held out for val'
     val = build_source(folder_cfg(folder_root, val_fraction=0.25), 'val')
@@ -72,7 +72,7 @@ def test_choose_split_words_for_folds_and_official_pools():
     items, words = choose_split(pools, 'test', val_fraction=0.1, test_fraction=0.2, num_folds=5, fold=2,
                                 seed=0, no_split='the set has no official test split')
     assert len(items) == 2
-    assert words == '2 of 10 images, fold 3 of 5 (data.fold=2, split_seed 0) (the set has no official test split)'
+    assert words == '2 of 10 images, fold 3 of 5 (data.fold=2, split_seed 0; the set has no official test split)'
     official = {'train': list(range(10)), 'test': [10, 11]}
     items, words = choose_split(official, 'all', val_fraction=0.1, test_fraction=0.2, num_folds=0, fold=0, seed=0,
                                 sources={'train': 'D/training', 'test': 'D/test'})
