@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import ml_collections
 
 from cenet_jax.config_utils import update_fields
-from cenet_jax.data.config import FILE_DATASETS, SYNTHETIC_DATASETS, dataset_fields
+from cenet_jax.data.config import DATASETS, FILE_DATASETS, SYNTHETIC_DATASETS, dataset_fields
 from cenet_jax.data.layouts import LAYOUTS
 from cenet_jax.errors import ConfigError
 
@@ -169,6 +169,8 @@ def switch_dataset(config: ml_collections.ConfigDict, run_dataset: str,
     fields came from the new dataset, the run and the command line. A file dataset needs
     `data.root` from the command line (the run's root holds the other dataset)."""
     name = str(config.data.name)
+    if name not in DATASETS:
+        raise ConfigError(f'--config.data.name={name!r} is not a dataset; choose one of {", ".join(DATASETS)}')
     if name in FILE_DATASETS and 'data.root' not in overrides:
         raise ConfigError(f'evaluating this run (trained on {run_dataset!r}) on dataset {name!r}: set '
                           f'--config.data.root to its folder, laid out as: {LAYOUTS[name]}')

@@ -48,9 +48,11 @@ def test_same_dataset_is_no_switch(drive_run):
     assert not any('dataset switch' in note for note in notes)
 
 
-def test_switch_to_a_file_dataset_needs_its_root(drive_run):
+def test_switch_needs_a_known_dataset_and_the_root_of_a_file_dataset(drive_run):
     with pytest.raises(ConfigError, match=r"on dataset 'stare': set --config.data.root .*stare-images/im0001\.ppm"):
         run_config.inference_config(drive_run, None, {'data.name': 'stare'})
+    with pytest.raises(ConfigError, match=r"data.name='chase' is not a dataset; choose one of .*chase_db1"):
+        run_config.inference_config(drive_run, None, {'data.name': 'chase', 'data.root': '/c'})
 
 
 def test_given_config_switches_only_when_the_command_line_names_the_dataset(tmp_path):
