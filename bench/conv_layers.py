@@ -48,9 +48,9 @@ def layer_shapes(size: int) -> list[tuple[str, str, int, int, int, int, int, int
     ]
 
 
-def jax_case(kind, n, hw, cin, cout, k, stride, pad, extra, impl):
+def jax_case(kind, n, hw, cin, cout, k, stride, pad, extra, impl, dtype='float32'):
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(n, hw, hw, cin)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(n, hw, hw, cin)), dtype)
     if kind == 'conv':
         w = jnp.asarray(rng.normal(size=(k, k, cin, cout)) * 0.05, jnp.float32)
         f = lambda x, w: conv_math.conv2d(x, w, (stride, stride), ((pad, pad), (pad, pad)),
@@ -60,12 +60,12 @@ def jax_case(kind, n, hw, cin, cout, k, stride, pad, extra, impl):
         f = lambda x, w: conv_math.conv2d_transpose(x, w, (stride, stride), (pad, pad),
                                                     (extra, extra), impl)
     y = jax.eval_shape(f, x, w)
-    g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+    g = jnp.asarray(rng.normal(size=y.shape), dtype)
     step = jax.jit(jax.grad(lambda x, w, g: jnp.sum(f(x, w) * g), argnums=(0, 1)))
     return lambda: jax.block_until_ready(step(x, w, g))
 
 
-def torch_case(kind, n, hw, cin, cout, k, stride, pad, extra):
+def torch_case(kind, n, hw, cin, cout, k, stride, pad, extra, dtype='float32'):
     import torch
     torch.manual_seed(0)
     x = torch.randn(n, cin, hw, hw, requires_grad=True)
@@ -76,10 +76,14 @@ def torch_case(kind, n, hw, cin, cout, k, stride, pad, extra):
     with torch.no_grad():
         g = torch.randn_like(m(x))
 
+    autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
+
     def run():
         x.grad = None
         m.weight.grad = None
-        (m(x) * g).sum().backward()
+        with autocast:
+            y = m(x)
+        (y.float() * g).sum().backward()
     return run
 
 
@@ -90,20 +94,22 @@ def main() -> None:
     parser.add_argument('--reps', type=int, default=3)
     parser.add_argument('--impls', default='xla,matmul')
     parser.add_argument('--no-torch', action='store_true')
+    parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                        help='compute dtype (JAX: bf16 arrays, float32 kernels; PyTorch: autocast)')
     args = parser.parse_args()
     impls = args.impls.split(',')
     cols = impls + ([] if args.no_torch else ['torch'])
-    print(f'batch {args.batch}, input {args.size}: ms for forward + input and weight gradients')
+    print(f'batch {args.batch}, input {args.size}, {args.dtype}: ms for forward + input and weight gradients')
     print('| layer | ' + ' | '.join(cols) + ' | count |')
     print('|---' * (len(cols) + 2) + '|')
     totals = dict.fromkeys(cols, 0.0)
     for name, kind, hw, cin, cout, k, s, p, extra, count in layer_shapes(args.size):
         row = {}
         for impl in impls:
-            fn = jax_case(kind, args.batch, hw, cin, cout, k, s, p, extra, impl)
+            fn = jax_case(kind, args.batch, hw, cin, cout, k, s, p, extra, impl, args.dtype)
             row[impl] = first_and_median(fn, args.reps)[1]
         if not args.no_torch:
-            fn = torch_case(kind, args.batch, hw, cin, cout, k, s, p, extra)
+            fn = torch_case(kind, args.batch, hw, cin, cout, k, s, p, extra, args.dtype)
             row['torch'] = first_and_median(fn, args.reps)[1]
         for c in cols:
             totals[c] += row[c] * count

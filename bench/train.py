@@ -1,26 +1,24 @@
 """Speed of CE-Net in cenet-jax against the same network in PyTorch, measured side by side.
 
-Cases are named `<kind>_b<batch>_<size>_<dtype>`: kind `train` (the jitted train step that
-train.py runs: forward, Dice loss, backward, SGD update, BatchNorm in training mode), `fwd`
-(inference forward) or `tta` (8-fold flip/rotation test-time augmentation, the eval.py
-prediction); dtype `f32` or `bf16` (JAX: bf16 compute with float32 parameters; PyTorch:
-autocast). Every case and framework runs in its own subprocess, so peak memory is that case's
-alone; the JAX columns come once per `--impls` formulation (`model.conv_impl`).
+Cases (bench/cases.py) are named `<kind>_b<batch>_<size>_<dtype>`: kind `train`, `fwd` or `tta`;
+dtype `f32` or `bf16` (JAX: bf16 compute with float32 parameters; PyTorch: autocast). Every case
+and framework runs in its own subprocess, so peak memory is that case's alone; the JAX columns
+come once per `--impls` formulation (`model.conv_impl`).
 
   GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1 \
-    python bench/train.py --vs-torch                      # the default CPU table
-  python bench/train.py --cases train_b8_448_f32 --impls xla,matmul --json out.json
+    python bench/train.py --vs-torch --impls xla,matmul,onednn   # the CPU table
+  python bench/train.py --cases train_b8_448_f32 --impls onednn --json out.json
 
 Columns: compile (s), median step (ms), images/s, peak memory (MB; on CPU the process's peak
 RSS, which for JAX includes the compiler's own peak, and beside it XLA's buffer assignment of
-the step: arguments + outputs + temporaries; on GPU the allocator's peak), GFLOP/s from XLA's
-cost analysis of the compiled program, and the ratio JAX / PyTorch of the median step (below 1
-means JAX is faster).
+the step: arguments + outputs + temporaries; on GPU the allocator's peak), the model's GFLOP/s
+(XLA's FLOP count of the case in the XLA formulation divided by the step time, the same work for
+every formulation), and the ratio JAX / PyTorch of the median step (below 1: JAX is faster).
+With `onednn` it first prints oneDNN's version and the instruction set its kernels run on.
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import resource
@@ -33,22 +31,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cases import DTYPES, jax_case, model_flops, parse_case, torch_case  # noqa: E402
 from bench.timing import first_and_median  # noqa: E402
 
 DEFAULT_CASES = ('train_b8_448_f32,fwd_b8_448_f32,tta_b8_448_f32,'
                  'train_b4_256_f32,fwd_b4_256_f32,tta_b4_256_f32')
-KINDS = ('train', 'fwd', 'tta')
-DTYPES = {'f32': 'float32', 'bf16': 'bfloat16'}
-
-
-def parse_case(name: str) -> tuple[str, int, int, str]:
-    """'train_b8_448_f32' -> ('train', 8, 448, 'f32'), with a clear error otherwise."""
-    parts = name.split('_')
-    if (len(parts) != 4 or parts[0] not in KINDS or not parts[1].startswith('b')
-            or parts[3] not in DTYPES):
-        raise SystemExit(f'bad case {name!r}: expected <{"|".join(KINDS)}>_b<batch>_<size>_'
-                         f'<{"|".join(DTYPES)}>, e.g. train_b8_448_f32')
-    return parts[0], int(parts[1][1:]), int(parts[2]), parts[3]
 
 
 def _peak_rss_mb() -> float:
@@ -61,140 +48,54 @@ def _peak_rss_mb() -> float:
 def jax_worker(case: str, impl: str, steps: int) -> dict[str, Any]:
     """Compile and time one case with cenet-jax; returns the row's JAX fields."""
     import jax
-    import numpy as np
 
-    from cenet_jax import parallel
-    from cenet_jax.evaluation import make_predict_fn
-    from cenet_jax.losses import segmentation_loss
-    from cenet_jax.models import build_model, reference_config
-    from cenet_jax.training.state import create_train_state, make_optimizer
-    from cenet_jax.training.step import train_step
-    from configs.default import get_config
-
-    kind, batch, size, dtype = parse_case(case)
-    cfg = reference_config('cenet')
-    cfg.dtype, cfg.conv_impl = DTYPES[dtype], impl
-    model = build_model(cfg)
-    mesh = parallel.make_mesh()
-    variables = jax.jit(functools.partial(model.init, train=False))(
-        jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32))
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=(batch, size, size, 3)).astype(np.float32)
-    if kind == 'train':
-        tx = make_optimizer(get_config().optim, 1000)
-        state = parallel.replicate(create_train_state(variables, tx, jax.random.key(1)), mesh)
-        batch_arrays = parallel.global_batch(
-            {'image': images, 'label': (rng.random((batch, size, size)) > 0.8).astype(np.int32),
-             'fov': np.ones((batch, size, size), np.float32)}, mesh)
-        fn = jax.jit(functools.partial(train_step, model=model, tx=tx,
-                                       loss_fn=functools.partial(segmentation_loss, kind='dice')),
-                     in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-                     out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
-                     donate_argnums=0)
-        args: list[Any] = [state, batch_arrays]
-    else:
-        variables = parallel.replicate(variables, mesh)
-        x = jax.device_put(images, parallel.batch_sharding(mesh))
-        apply_fn = lambda x, v: model.apply(v, x, train=False)  # noqa: E731
-        if kind == 'fwd':
-            fn = jax.jit(lambda v, x: apply_fn(x, v))
-            args = [variables, x]
-        else:
-            predict = make_predict_fn(apply_fn, tta='d8')
-            fn = jax.jit(lambda v, x: predict(x, v))
-            args = [variables, x]
+    c = jax_case(case, impl)
     t0 = time.perf_counter()
-    compiled = fn.lower(*args).compile()
+    c.fn = c.fn.lower(*c.args).compile()
     compile_s = time.perf_counter() - t0
-    mem = compiled.memory_analysis()
+    mem = c.fn.memory_analysis()
     xla_mb = (sum(getattr(mem, f) for f in ('temp_size_in_bytes', 'argument_size_in_bytes',
                                             'output_size_in_bytes')) / 2**20 if mem else None)
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float((cost or {}).get('flops', 0.0))
-
-    def run() -> None:
-        if kind == 'train':
-            args[0], metrics = compiled(*args)
-            jax.block_until_ready(metrics)
-        else:
-            jax.block_until_ready(compiled(*args))
-
-    _, step_s = first_and_median(run, steps)
+    _, step_s = first_and_median(c.run, steps)
     device = jax.devices()[0]
     stats = device.memory_stats() if device.platform != 'cpu' else None
     peak = stats['peak_bytes_in_use'] / 2**20 if stats else _peak_rss_mb()
-    return dict(jax_compile_s=compile_s, jax_ms=1e3 * step_s, jax_img_s=batch / step_s,
+    return dict(jax_compile_s=compile_s, jax_ms=1e3 * step_s, jax_img_s=c.batch / step_s,
                 jax_peak_mb=peak, jax_xla_mb=xla_mb,
-                jax_gflops=flops / step_s / 1e9 if flops else None,
                 device=f'{jax.device_count()} x {device.device_kind}')
 
 
+def onednn_info() -> dict[str, Any]:
+    """oneDNN's version and ISA, and the kernels a 3x3 64-channel convolution runs in float32
+    and bfloat16 (AMX or not)."""
+    import jax.numpy as jnp
+
+    from cenet_jax.models import onednn, onednn_ops
+    if not onednn.available():
+        return {'onednn': f'unavailable: {onednn.unavailable_reason()}'}
+    spec = onednn_ops.ConvSpec(False, (1, 1), (1, 1, 1, 1), (1, 1), (56, 56))
+    kernels = {name: onednn.impl_info(onednn_ops.conv_key(
+        onednn_ops.FORWARD, spec, dt, jnp.float32, False, (8, 56, 56, 64), (3, 3, 64, 64)))
+        for name, dt in (('f32', jnp.float32), ('bf16', jnp.bfloat16))}
+    return {'onednn': onednn.version(), 'onednn_kernels': kernels}
+
+
 # ---------------------------------------------------------------------------------------------
-# PyTorch worker (the network of the parity tests, tests/models/torch_reference.py)
+# PyTorch worker
 
 def torch_worker(case: str, steps: int, compile_model: bool) -> dict[str, Any]:
     """Time one case with the PyTorch CE-Net (eager, or torch.compile); returns its fields."""
     import torch
 
-    from tests.models.torch_reference import TorchCENet
-
-    kind, batch, size, dtype = parse_case(case)
+    c = torch_case(case, compile_model)
     cuda = torch.cuda.is_available()
-    dev = torch.device('cuda' if cuda else 'cpu')
-    torch.manual_seed(0)
-    model = TorchCENet('cenet').to(dev)
-    step_model = torch.compile(model) if compile_model else model
-    x = torch.randn(batch, 3, size, size, device=dev)
-    label = (torch.rand(batch, size, size, device=dev) > 0.8).float()
-    opt = torch.optim.SGD(model.parameters(), lr=4e-3, momentum=0.9, weight_decay=1e-4)
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == 'bf16')
-
-    def dice_loss(logits: torch.Tensor) -> torch.Tensor:
-        p = torch.sigmoid(logits.float())[:, 0]
-        return 1 - 2 * (p * label).sum() / ((p * p).sum() + (label * label).sum())
-
-    def train() -> None:
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            loss = dice_loss(step_model(x))
-        loss.backward()
-        opt.step()
-
-    def forward(inputs: torch.Tensor) -> torch.Tensor:
-        model.eval()
-        with torch.no_grad(), autocast:
-            return step_model(inputs)
-
-    views = [(rot, flip) for rot in (False, True) for flip in ((), (2,), (3,), (2, 3))]
-
-    def tta() -> torch.Tensor:
-        inputs = []
-        for rot, flip in views:
-            base = torch.rot90(x, 1, (2, 3)) if rot else x
-            inputs.append(base.flip(flip) if flip else base)
-        probs = torch.sigmoid(forward(torch.cat(inputs)).float()).chunk(len(views))
-        out = []
-        for p, (rot, flip) in zip(probs, views):
-            p = p.flip(flip) if flip else p
-            out.append(torch.rot90(p, -1, (2, 3)) if rot else p)
-        return torch.stack(out).mean(0)
-
-    fn = {'train': train, 'fwd': lambda: forward(x), 'tta': tta}[kind]
-
-    def run() -> None:
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    first_s, step_s = first_and_median(run, steps)
+    first_s, step_s = first_and_median(c.run, steps)
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mb()
     key = 'torchc' if compile_model else 'torch'
     return {f'{key}_compile_s': first_s, f'{key}_ms': 1e3 * step_s,
-            f'{key}_img_s': batch / step_s, f'{key}_peak_mb': peak,
+            f'{key}_img_s': c.batch / step_s, f'{key}_peak_mb': peak,
             f'{key}_version': torch.__version__}
 
 
@@ -232,7 +133,7 @@ def main() -> None:
     parser.add_argument('--cases', default=DEFAULT_CASES,
                         help='comma-separated case names, e.g. train_b8_448_f32,fwd_b4_256_f32')
     parser.add_argument('--impls', default='auto',
-                        help="JAX conv formulations to time (model.conv_impl): xla, matmul, auto")
+                        help="JAX conv formulations to time (model.conv_impl): xla, matmul, onednn, auto")
     parser.add_argument('--vs-torch', action='store_true', help='also time PyTorch eager')
     parser.add_argument('--torch-compile', action='store_true', help='also time torch.compile')
     parser.add_argument('--steps', type=int, default=3, help='timed steps per case (median)')
@@ -246,6 +147,12 @@ def main() -> None:
         parse_case(c)
     if args.worker == 'peak':
         print(json.dumps({d: matmul_peak_tflops(d) for d in DTYPES}), flush=True)
+        return
+    if args.worker == 'onednn':
+        print(json.dumps(onednn_info()), flush=True)
+        return
+    if args.worker == 'flops':
+        print(json.dumps({'flops': model_flops(cases[0])}), flush=True)
         return
     if args.worker:
         case = cases[0]
@@ -269,6 +176,14 @@ def main() -> None:
         sep += '---|---|'
     print(f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "(unset)")}; median of {args.steps} '
           'steps after a warm-up; each case and framework in its own process', flush=True)
+    if 'onednn' in impls or 'auto' in impls:
+        info = run_worker('onednn', cases[0], args.steps)
+        print(f'oneDNN: {info["onednn"]}; kernels of a 3x3 64-channel convolution: '
+              + ', '.join(f'{k} {v}' for k, v in info.get('onednn_kernels', {}).items()),
+              flush=True)
+        if 'amx' not in info.get('onednn', '') and any(c.endswith('bf16') for c in cases):
+            print('note: no AMX on this CPU: bf16 runs correctly here, but its speed on AMX '
+                  'hardware cannot be measured on this machine', flush=True)
     if args.peak:
         peak = run_worker('peak', cases[0], args.steps)
         print('measured matmul rate (8192^3): ' + ', '.join(f'{d} {v:.0f} TFLOP/s'
@@ -277,12 +192,14 @@ def main() -> None:
         sep += '---|'
     print(header + '\n' + sep, flush=True)
     for case in cases:
+        flops = run_worker('flops', case, args.steps)['flops']
         torch_row = run_worker('torch', case, args.steps) if args.vs_torch else {}
         if args.torch_compile:
             torch_row.update(run_worker('torch_compile', case, args.steps))
         for impl in impls:
             row = {'case': case, 'impl': impl, **run_worker(f'jax:{impl}', case, args.steps),
                    **torch_row}
+            row['jax_gflops'] = flops / row['jax_ms'] * 1e3 / 1e9 if flops else None
             line = (f'| {case} | {impl} | {row["jax_compile_s"]:.1f} | {row["jax_ms"]:.0f} | '
                     f'{row["jax_img_s"]:.2f} | {row["jax_peak_mb"]:.0f} | '
                     f'{_fmt(row["jax_xla_mb"], ".0f")} | {_fmt(row["jax_gflops"], ".0f")} |')

@@ -87,7 +87,7 @@ class RMPBlock(nn.Module):
         pooled = []
         for k in self.pool_sizes:
             kh, kw = min(k, h), min(k, w)
-            p = nn.max_pool(x, (kh, kw), (kh, kw), padding='VALID')
+            p = max_pool(x, (kh, kw), (kh, kw), impl=self.conv_impl)
             p = conv(p)
             pooled.append(jax.image.resize(p, (n, h, w, 1), 'bilinear').astype(p.dtype))
         return jnp.concatenate(pooled + [x.astype(pooled[0].dtype)], axis=-1)
@@ -107,7 +107,8 @@ class InceptionBlock(nn.Module):
         c1 = Conv(c, 1, 1, 0, name='conv1x1', **kw)
         c3 = Conv(c, 3, 1, 1, name='conv3x3', **kw)
         c5 = Conv(c, 5, 1, 2, name='conv5x5', **kw)
-        return relu(c1(x)) + relu(c3(c1(x))) + relu(c5(c1(x))) + max_pool(x, 3, 1, 1)
+        pooled = max_pool(x, 3, 1, 1, impl=self.conv_impl)
+        return relu(c1(x)) + relu(c3(c1(x))) + relu(c5(c1(x))) + pooled
 
 
 class InceptionResNetBlock(nn.Module):

@@ -1,8 +1,15 @@
-"""Convolution arithmetic behind `layers.Conv` / `layers.ConvTranspose`, in two formulations.
+"""Convolution arithmetic behind `layers.Conv` / `layers.ConvTranspose`, in the formulation
+`model.conv_impl` names (`resolve_conv_impl` turns 'auto' into one of them).
 
-`xla`: `lax.conv_general_dilated` for everything (XLA's own convolution kernels and gradients).
+`xla`: `lax.conv_general_dilated` for everything (XLA's own convolution kernels and gradients),
+the reference, and what GPUs and TPUs run.
 
-`matmul`: the same functions written so that the expensive parts are plain matrix products,
+`onednn` (the CPU default): forward, input and weight gradients (bias included) in oneDNN through
+XLA FFI calls (`onednn_ops`); 1x1 convolutions stay XLA `dot`s (faster here), and the logits
+layer (< 8 output channels) keeps XLA's forward. Dtypes oneDNN lacks (float64) use `matmul`.
+
+`matmul` (the CPU fallback where the extension is absent or JAX has several CPU devices): the
+same functions written so that the expensive parts are plain matrix products,
 which XLA:CPU runs at its full GEMM rate while its convolution gradients do not (openxla/xla
 #34273): 1x1 convolutions are `dot`s; k x k convolutions keep XLA's forward and input
 gradient (a custom VJP) but compute the weight gradient as Winograd F(2x2, 3x3) products
@@ -15,16 +22,22 @@ formulation.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cenet_jax.errors import ConfigError
+from cenet_jax.models import onednn, onednn_ops
+
+log = logging.getLogger('cenet_jax')
+
 Pair = tuple[int, int]
 Padding = Sequence[tuple[int, int]]
 
-CONV_IMPLS = ('xla', 'matmul', 'auto')
+CONV_IMPLS = ('xla', 'matmul', 'onednn', 'auto')
 # Below this many output channels (the logits layer) a GEMM is a thin matrix-vector product
 # and XLA's own convolution is faster.
 MIN_MATMUL_FEATURES = 8
@@ -33,14 +46,42 @@ MIN_WINOGRAD_PIXELS = 1024
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
-def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
-    """'auto' -> 'matmul' on CPU (measured faster there), 'xla' on GPU/TPU (cuDNN, TPU convs)."""
+def resolve_conv_impl(impl: str, backend: str | None = None,
+                      num_devices: int | None = None) -> str:
+    """'auto' -> 'onednn' on a single CPU device where the extension loads (else 'matmul', with
+    one log line saying why), 'xla' on GPU/TPU (cuDNN, TPU convolutions). With several CPU
+    devices XLA would run each oneDNN call on the whole batch on every device (it replicates
+    custom calls), so 'auto' stays on 'matmul' there. An explicit 'onednn' that cannot run is
+    a ConfigError that says why."""
     if impl not in CONV_IMPLS:
         raise ValueError(f'model.conv_impl must be one of {CONV_IMPLS}, got {impl!r}')
+    backend = backend or jax.default_backend()
+    if impl == 'onednn':
+        reason = (f'it runs on CPU only (JAX runs on {backend})' if backend != 'cpu'
+                  else onednn.unavailable_reason())
+        if reason:
+            raise ConfigError(f"model.conv_impl='onednn' cannot run: {reason}. Use "
+                              "model.conv_impl='auto' or 'xla'.")
+        return impl
     if impl != 'auto':
         return impl
-    backend = backend or jax.default_backend()
-    return 'matmul' if backend == 'cpu' else 'xla'
+    if backend != 'cpu':
+        return 'xla'
+    num_devices = jax.device_count() if num_devices is None else num_devices
+    reason = onednn.unavailable_reason()
+    if reason is None and num_devices > 1:
+        reason = (f'JAX has {num_devices} CPU devices, and XLA would run every oneDNN call on '
+                  'the whole batch on each of them')
+    if reason is None:
+        return 'onednn'
+    _log_fallback_once(reason)
+    return 'matmul'
+
+
+@functools.cache
+def _log_fallback_once(reason: str) -> None:
+    log.warning("model.conv_impl='auto' uses 'matmul' (XLA) convolutions, not oneDNN: %s",
+                reason)
 
 
 def _accumulator(dtype: jnp.dtype) -> jnp.dtype:
@@ -230,7 +271,7 @@ def _conv_bwd(strides, padding, dilation, residuals, g):
 conv_matmul_weight_grad.defvjp(_conv_fwd, _conv_bwd)
 
 
-def _overlap_add(cols: jax.Array, strides: Pair, padding: Pair, out_hw: Pair) -> jax.Array:
+def overlap_add(cols: jax.Array, strides: Pair, padding: Pair, out_hw: Pair) -> jax.Array:
     """Sum the taps cols (N, H, W, kh, kw, C) into the transposed-convolution output: tap
     (a, b) of input pixel (i, j) lands on (s*i + a - p, s*j + b - p). Done per output phase
     (a mod s, b mod s) with pads and adds, then the s*s phases are interleaved (no scatter)."""
@@ -276,7 +317,7 @@ def conv_transpose_matmul(x: jax.Array, kernel: jax.Array, strides: Pair, paddin
     n, h, w, _ = x.shape
     cols = _dot(x.reshape(n * h * w, cin), kernel.reshape(kh * kw * cout, cin), (1, 1))
     out_hw = _transpose_output_hw((h, w), (kh, kw), strides, padding, output_padding)
-    return _overlap_add(cols.reshape(n, h, w, kh, kw, cout), strides, padding, out_hw)
+    return overlap_add(cols.reshape(n, h, w, kh, kw, cout), strides, padding, out_hw)
 
 
 def _gradient_conv_padding(x_hw: Pair, g_hw: Pair, kernel_hw: Pair, strides: Pair,
@@ -323,21 +364,47 @@ def matmul_conv(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding
     return conv_matmul_weight_grad(x, kernel, tuple(strides), padding, tuple(dilation))
 
 
+def _is_1x1(kernel_shape: tuple[int, ...], padding: Padding) -> bool:
+    """An unpadded 1x1 convolution: one GEMM, which XLA runs 2-10x faster than oneDNN's
+    1x1 convolution here, gradients included (docs/performance.md)."""
+    return tuple(kernel_shape[:2]) == (1, 1) and all(int(v) == 0 for p in padding for v in p)
+
+
+def _add_bias(y: jax.Array, bias: jax.Array | None) -> jax.Array:
+    return y if bias is None else y + bias.astype(y.dtype)
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding, dilation: Pair,
-           impl: str = 'xla') -> jax.Array:
-    """Cross-correlation NHWC x HWIO with explicit padding, in the chosen formulation."""
+           impl: str = 'xla', bias: jax.Array | None = None) -> jax.Array:
+    """Cross-correlation NHWC x HWIO with explicit padding, plus an optional bias, in the chosen
+    formulation, computed in x's dtype (on the onednn path a float32 kernel and bias keep
+    float32 gradients, the bias gradient summed by oneDNN's weight-gradient pass)."""
+    if (impl == 'onednn' and onednn_ops.supports(x.dtype, kernel.dtype)
+            and not _is_1x1(kernel.shape, padding)):
+        # Few output channels (the logits): XLA's forward is 2x faster, oneDNN's gradients are.
+        return onednn_ops.conv(x, kernel, strides, padding, dilation, bias,
+                               xla_forward=kernel.shape[-1] < MIN_MATMUL_FEATURES)
+    kernel = kernel.astype(x.dtype)
     if impl == 'xla':
-        return xla_conv(x, kernel, strides, padding, dilation)
-    if impl == 'matmul':
-        return matmul_conv(x, kernel, strides, padding, dilation)
-    raise ValueError(f"conv impl must be 'xla' or 'matmul' here (resolve 'auto' first), got {impl!r}")
+        return _add_bias(xla_conv(x, kernel, strides, padding, dilation), bias)
+    if impl in ('matmul', 'onednn'):  # onednn: 1x1 (one GEMM), dtypes oneDNN lacks
+        return _add_bias(matmul_conv(x, kernel, strides, padding, dilation), bias)
+    raise ValueError(f"conv impl must be 'xla', 'matmul' or 'onednn' here (resolve 'auto' "
+                     f"first), got {impl!r}")
 
 
 def conv2d_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pair,
-                     output_padding: Pair, impl: str = 'xla') -> jax.Array:
-    """PyTorch ConvTranspose2d semantics (kernel (kH, kW, Cout, Cin)) in the chosen formulation."""
+                     output_padding: Pair, impl: str = 'xla',
+                     bias: jax.Array | None = None) -> jax.Array:
+    """PyTorch ConvTranspose2d semantics (kernel (kH, kW, Cout, Cin)) plus an optional bias, in
+    the chosen formulation, computed in x's dtype."""
+    if (impl == 'onednn' and onednn_ops.supports(x.dtype, kernel.dtype)
+            and onednn_ops.transpose_supported(padding, output_padding)):
+        return onednn_ops.conv_transpose(x, kernel, strides, padding, output_padding, bias)
+    kernel = kernel.astype(x.dtype)
     if impl == 'xla':
-        return xla_conv_transpose(x, kernel, strides, padding, output_padding)
-    if impl == 'matmul':
-        return conv_transpose_matmul(x, kernel, strides, padding, output_padding)
-    raise ValueError(f"conv impl must be 'xla' or 'matmul' here (resolve 'auto' first), got {impl!r}")
+        return _add_bias(xla_conv_transpose(x, kernel, strides, padding, output_padding), bias)
+    if impl in ('matmul', 'onednn'):
+        return _add_bias(conv_transpose_matmul(x, kernel, strides, padding, output_padding), bias)
+    raise ValueError(f"conv impl must be 'xla', 'matmul' or 'onednn' here (resolve 'auto' "
+                     f"first), got {impl!r}")

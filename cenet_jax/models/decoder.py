@@ -22,12 +22,14 @@ class DecoderBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         mid = x.shape[-1] // 4
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl)
+        bn = dict(train=train, dtype=self.dtype, param_dtype=self.param_dtype,
+                  impl=self.conv_impl, relu=True)
         x = Conv(mid, 1, 1, 0, name='conv1', **kw)(x)
-        x = nn.relu(batch_norm(train, self.dtype, self.param_dtype, name='norm1')(x))
+        x = batch_norm(name='norm1', **bn)(x)
         x = ConvTranspose(mid, 3, 2, 1, output_padding=1, name='deconv2', **kw)(x)
-        x = nn.relu(batch_norm(train, self.dtype, self.param_dtype, name='norm2')(x))
+        x = batch_norm(name='norm2', **bn)(x)
         x = Conv(self.features, 1, 1, 0, name='conv3', **kw)(x)
-        return nn.relu(batch_norm(train, self.dtype, self.param_dtype, name='norm3')(x))
+        return batch_norm(name='norm3', **bn)(x)
 
 
 class SegmentationHead(nn.Module):

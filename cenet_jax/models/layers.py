@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from cenet_jax.models import onednn_ops, pool_math
 from cenet_jax.models.conv_math import conv2d, conv2d_transpose
+from cenet_jax.models.norm_math import batch_norm_train
 
 Padding = Sequence[tuple[int, int]]
 Initializer = Callable[..., jax.Array]
@@ -62,13 +64,12 @@ class Conv(nn.Module):
         kernel = self.param('kernel', self.kernel_init, (kh, kw, cin, self.features),
                             self.param_dtype)
         ph, pw = _pair(self.padding)
-        y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), _pair(self.strides),
-                   ((ph, ph), (pw, pw)), _pair(self.dilation), self.conv_impl)
+        bias = None
         if self.use_bias:
             init = self.bias_init or torch_default_bias_init(cin * kh * kw)
             bias = self.param('bias', init, (self.features,), self.param_dtype)
-            y = y + bias.astype(self.dtype)
-        return y
+        return conv2d(x.astype(self.dtype), kernel, _pair(self.strides), ((ph, ph), (pw, pw)),
+                      _pair(self.dilation), self.conv_impl, bias)
 
 
 class ConvTranspose(nn.Module):
@@ -92,14 +93,13 @@ class ConvTranspose(nn.Module):
         # The variance_scaling fan_in of this shape is Cout*kH*kW, which is also PyTorch's.
         kernel = self.param('kernel', self.kernel_init, (kh, kw, self.features, cin),
                             self.param_dtype)
-        y = conv2d_transpose(x.astype(self.dtype), kernel.astype(self.dtype),
-                             _pair(self.strides), _pair(self.padding),
-                             _pair(self.output_padding), self.conv_impl)
+        bias = None
         if self.use_bias:
-            init = torch_default_bias_init(self.features * kh * kw)
-            bias = self.param('bias', init, (self.features,), self.param_dtype)
-            y = y + bias.astype(self.dtype)
-        return y
+            bias = self.param('bias', torch_default_bias_init(self.features * kh * kw),
+                              (self.features,), self.param_dtype)
+        return conv2d_transpose(x.astype(self.dtype), kernel, _pair(self.strides),
+                                _pair(self.padding), _pair(self.output_padding), self.conv_impl,
+                                bias)
 
 
 class BatchNorm(nn.Module):
@@ -110,12 +110,17 @@ class BatchNorm(nn.Module):
     model; normalisation itself uses the biased variance (both libraries). Statistics and
     the normalisation run in float32 whatever the compute dtype; under jit with a batch
     sharded over a Mesh the means are global (synchronised BN) without any axis_name.
+    `relu=True` applies the ReLU that follows (fused into oneDNN's kernel on the onednn path).
+    Training mode runs oneDNN's batch normalisation when `impl` is 'onednn', else
+    `norm_math.batch_norm_train` (one-pass statistics, hand-written VJP).
     """
     use_running_average: bool = True
     momentum: float = 0.9  # Flax convention: new = momentum * old + (1 - momentum) * batch
     epsilon: float = 1e-5
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    relu: bool = False
+    impl: str = 'xla'      # the model's conv_impl (see conv_math); speed only
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -124,31 +129,38 @@ class BatchNorm(nn.Module):
         bias = self.param('bias', nn.initializers.zeros, (features,), self.param_dtype)
         ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
         ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
-        x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # float32, or float64
-        if self.use_running_average:
-            mean, var = ra_mean.value, ra_var.value
-        else:
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(x32, axis=axes)
-            var = jnp.mean(jnp.square(x32 - mean), axis=axes)  # two-pass: no cancellation
+        x = x.astype(self.dtype)
+        if not self.use_running_average:
+            fused = self.impl == 'onednn' and x.ndim == 4 and onednn_ops.supports(x.dtype)
+            if fused:
+                y, mean, var = onednn_ops.batch_norm_train(x, scale, bias, self.epsilon,
+                                                           self.relu)
+            else:
+                y, mean, var = batch_norm_train(x, scale, bias, self.epsilon)
+                y = nn.relu(y) if self.relu else y
             if not self.is_initializing():
                 count = x.size // features
                 unbiased = var * (count / max(count - 1, 1))
                 ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
                 ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * unbiased
-        mul = jax.lax.rsqrt(var + self.epsilon) * scale.astype(x32.dtype)
-        y = (x32 - mean) * mul + bias.astype(x32.dtype)
-        return y.astype(self.dtype)
+            return y
+        x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # float32, or float64
+        mul = jax.lax.rsqrt(ra_var.value + self.epsilon) * scale.astype(x32.dtype)
+        y = ((x32 - ra_mean.value) * mul + bias.astype(x32.dtype)).astype(self.dtype)
+        return nn.relu(y) if self.relu else y
 
 
-def batch_norm(train: bool, dtype: Any, param_dtype: Any, name: str) -> BatchNorm:
+def batch_norm(train: bool, dtype: Any, param_dtype: Any, name: str, impl: str = 'xla',
+               relu: bool = False) -> BatchNorm:
     """BatchNorm with PyTorch's defaults and update rule (eps 1e-5, torch momentum 0.1 ==
-    Flax momentum 0.9, unbiased running variance)."""
+    Flax momentum 0.9, unbiased running variance), then a ReLU if `relu`."""
     return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                     dtype=dtype, param_dtype=param_dtype, name=name)
+                     dtype=dtype, param_dtype=param_dtype, relu=relu, impl=impl, name=name)
 
 
-def max_pool(x: jax.Array, kernel: int, stride: int, padding: int = 0) -> jax.Array:
-    """PyTorch MaxPool2d(kernel, stride, padding) (floor mode, -inf padding)."""
-    return nn.max_pool(x, (kernel, kernel), (stride, stride),
-                       padding=((padding, padding), (padding, padding)))
+def max_pool(x: jax.Array, kernel: int | tuple[int, int], stride: int | tuple[int, int],
+             padding: int = 0, impl: str = 'xla') -> jax.Array:
+    """PyTorch MaxPool2d(kernel, stride, padding) (floor mode, -inf padding); `impl` is the
+    model's conv_impl, which picks the gradient's formulation (pool_math)."""
+    return pool_math.max_pool(x, _pair(kernel), _pair(stride),
+                              ((padding, padding), (padding, padding)), impl)

@@ -44,9 +44,10 @@ class BasicBlock(nn.Module):
         conv = dict(use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
                     conv_impl=self.conv_impl,
                     kernel_init=kaiming_fan_out_init)
-        bn = dict(train=train, dtype=self.dtype, param_dtype=self.param_dtype)
+        bn = dict(train=train, dtype=self.dtype, param_dtype=self.param_dtype,
+                  impl=self.conv_impl)
         y = Conv(self.planes, 3, self.stride, 1, name='conv1', **conv)(x)
-        y = nn.relu(batch_norm(name='bn1', **bn)(y))
+        y = batch_norm(name='bn1', relu=True, **bn)(y)
         y = Conv(self.planes, 3, 1, 1, name='conv2', **conv)(y)
         y = batch_norm(name='bn2', **bn)(y)
         if self.stride != 1 or x.shape[-1] != self.planes:
@@ -68,12 +69,13 @@ class Bottleneck(nn.Module):
         conv = dict(use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
                     conv_impl=self.conv_impl,
                     kernel_init=kaiming_fan_out_init)
-        bn = dict(train=train, dtype=self.dtype, param_dtype=self.param_dtype)
+        bn = dict(train=train, dtype=self.dtype, param_dtype=self.param_dtype,
+                  impl=self.conv_impl)
         out = self.planes * EXPANSION['bottleneck']
         y = Conv(self.planes, 1, 1, 0, name='conv1', **conv)(x)
-        y = nn.relu(batch_norm(name='bn1', **bn)(y))
+        y = batch_norm(name='bn1', relu=True, **bn)(y)
         y = Conv(self.planes, 3, self.stride, 1, name='conv2', **conv)(y)
-        y = nn.relu(batch_norm(name='bn2', **bn)(y))
+        y = batch_norm(name='bn2', relu=True, **bn)(y)
         y = Conv(out, 1, 1, 0, name='conv3', **conv)(y)
         y = batch_norm(name='bn3', **bn)(y)
         if self.stride != 1 or x.shape[-1] != out:
@@ -99,8 +101,9 @@ class ResNetEncoder(nn.Module):
         block_cls = BasicBlock if kind == 'basic' else Bottleneck
         x = Conv(64, 7, 2, 3, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
                  kernel_init=kaiming_fan_out_init, conv_impl=self.conv_impl, name='conv1')(x)
-        x = batch_norm(train, self.dtype, self.param_dtype, name='bn1')(x)
-        x = max_pool(nn.relu(x), 3, 2, 1)
+        x = batch_norm(train, self.dtype, self.param_dtype, name='bn1', impl=self.conv_impl,
+                       relu=True)(x)
+        x = max_pool(x, 3, 2, 1, impl=self.conv_impl)
         features = []
         for stage, (planes, count) in enumerate(zip(STAGE_WIDTHS, counts)):
             for i in range(count):

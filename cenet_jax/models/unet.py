@@ -41,7 +41,8 @@ class DoubleConv(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, conv_impl=self.conv_impl)
         for i in (1, 2):
             x = Conv(self.features, 3, 1, 1, name=f'conv{i}', **kw)(x)
-            x = nn.relu(batch_norm(train, self.dtype, self.param_dtype, name=f'bn{i}')(x))
+            x = batch_norm(train, self.dtype, self.param_dtype, name=f'bn{i}',
+                           impl=self.conv_impl, relu=True)(x)
         return x
 
 
@@ -61,7 +62,8 @@ class UNet(nn.Module):
         w = self.width
         skips = [DoubleConv(w, name='inc', **kw)(x, train)]
         for i, mult in enumerate((2, 4, 8, 8), start=1):
-            skips.append(DoubleConv(w * mult, name=f'down{i}', **kw)(max_pool(skips[-1], 2, 2), train))
+            pooled = max_pool(skips[-1], 2, 2, impl=self.conv_impl)
+            skips.append(DoubleConv(w * mult, name=f'down{i}', **kw)(pooled, train))
         y = skips.pop()
         for i, mult in enumerate((4, 2, 1, 1), start=1):
             skip = skips.pop()

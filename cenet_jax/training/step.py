@@ -31,12 +31,15 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
             {'params': params, 'batch_stats': state.batch_stats}, part['image'], train=True,
             mutable=['batch_stats'], rngs={'dropout': part_rng})
         mask = part['fov'] if use_mask else None
-        return loss_fn(logits, part['label'], mask), updates.get('batch_stats', {})
+        with jax.named_scope('loss'):  # names in profiles (bench/step_profile.py)
+            loss = loss_fn(logits, part['label'], mask)
+        return loss, updates.get('batch_stats', {})
 
     (loss, batch_stats), grads = accumulated_value_and_grad(
         loss_and_stats, state.params, batch, step_rng, grad_accum_steps)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    with jax.named_scope('optimizer'):
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
     step = state.step + 1
     ema = state.ema
     if ema is not None:

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from cenet_jax.models import build_model, conv_math, reference_config
+from cenet_jax.models import build_model, conv_math, onednn, reference_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.grad_accuracy import compare  # noqa: E402
@@ -91,7 +91,9 @@ def test_weight_gradients_summed_over_batch_chunks(monkeypatch, case):
 
 
 def test_conv_impl_auto_and_errors():
-    assert conv_math.resolve_conv_impl('auto', 'cpu') == 'matmul'
+    cpu_default = 'onednn' if onednn.available() else 'matmul'
+    assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=1) == cpu_default
+    assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=4) == 'matmul'
     assert conv_math.resolve_conv_impl('auto', 'gpu') == 'xla'
     assert conv_math.resolve_conv_impl('auto', 'tpu') == 'xla'
     assert conv_math.resolve_conv_impl('xla', 'cpu') == 'xla'
@@ -106,23 +108,25 @@ def test_conv_impl_auto_and_errors():
 
 def test_parameters_do_not_depend_on_conv_impl():
     shapes = {}
-    for impl in ('xla', 'matmul'):
+    for impl in ('xla', 'matmul') + (('onednn',) if onednn.available() else ()):
         cfg = reference_config()
         cfg.conv_impl = impl
         variables = jax.eval_shape(lambda: build_model(cfg).init(
             jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32), train=False))
         shapes[impl] = jax.tree.map(lambda a: (a.shape, a.dtype), variables)
-    assert shapes['xla'] == shapes['matmul']
+    assert all(s == shapes['xla'] for s in shapes.values())
 
 
 @pytest.mark.slow  # three CE-Net gradient compiles (~50 s); each layer kind is checked above
 def test_whole_network_gradients_as_accurate_as_xla():
-    """Train-mode Dice gradients of CE-Net (every layer kind) against float64: the matmul path
-    is as close to float64 as XLA's float32 path, leaf by leaf (a wrong formulation would be
+    """Train-mode Dice gradients of CE-Net (every layer kind) against float64: the matmul and
+    onednn paths are as close to float64 as XLA's float32 path, leaf by leaf (a wrong formulation would be
     off by O(1)). Leaves that are zero in exact arithmetic are skipped (see grad_accuracy)."""
-    errors = compare(size=64, batch=2, impls=['xla', 'matmul'])
+    fast = ['matmul'] + (['onednn'] if onednn.available() else [])
+    errors = compare(size=64, batch=2, impls=['xla', *fast])
     assert len(errors['xla']) > 100
-    for leaf, err in errors['matmul'].items():
-        assert err <= 2 * errors['xla'][leaf] + 1e-4, (
-            f'{leaf}: matmul {err:.2e} vs xla {errors["xla"][leaf]:.2e} relative to float64')
-    assert statistics.median(errors['matmul'].values()) < 1e-2
+    for impl in fast:
+        for leaf, err in errors[impl].items():
+            assert err <= 2 * errors['xla'][leaf] + 1e-4, (
+                f'{leaf}: {impl} {err:.2e} vs xla {errors["xla"][leaf]:.2e} relative to float64')
+        assert statistics.median(errors[impl].values()) < 1e-2

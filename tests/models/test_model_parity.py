@@ -16,7 +16,7 @@ from flax import traverse_util
 
 from .array_utils import nchw, nhwc, random_images
 from cenet_jax.convert import torch_cenet_to_flax, torchvision_resnet_to_flax
-from cenet_jax.models import ResNetEncoder, build_model, reference_config
+from cenet_jax.models import ResNetEncoder, build_model, onednn, reference_config
 
 torch = pytest.importorskip('torch', reason='PyTorch is needed for parity tests')
 torchvision = pytest.importorskip('torchvision', reason='torchvision is needed for parity tests')
@@ -110,8 +110,14 @@ def test_resnet_stages_match_torchvision(check_parity, torch, depth, shape):
         check_parity(f'resnet{depth} {shape[1]}x{shape[2]} layer{stage}', g, r)
 
 
+NEEDS_ONEDNN = pytest.mark.skipif(
+    not onednn.available(), reason=f'oneDNN extension unavailable: {onednn.unavailable_reason()}')
+ONEDNN = pytest.param('onednn', marks=NEEDS_ONEDNN)
+
+
 @pytest.mark.parametrize('conv_impl, shape', [('matmul', (2, 192, 192, 3)),
-                                              ('matmul', (1, 192, 256, 3)),
+                                              pytest.param('onednn', (1, 192, 256, 3),
+                                                           marks=NEEDS_ONEDNN),
                                               ('xla', (2, 192, 192, 3))])
 def test_cenet_matches_torch(check_parity, reference_model, conv_impl, shape):
     compare_network(check_parity, reference_model, 'cenet', shape, conv_impl)
@@ -130,7 +136,7 @@ def test_variant_matches_torch(check_parity, reference_model, variant, shape):
     compare_network(check_parity, reference_model, variant, shape)
 
 
-@pytest.mark.parametrize('conv_impl', ['xla', 'matmul'])
+@pytest.mark.parametrize('conv_impl', ['xla', 'matmul', ONEDNN])
 def test_cenet_training_mode_matches_torch(check_parity, reference_model, conv_impl):
     """Batch statistics in the forward pass, and running statistics updated with momentum 0.1
     (PyTorch) == 0.9 (Flax), unbiased variance included."""

@@ -1,0 +1,214 @@
+"""The oneDNN path (`model.conv_impl='onednn'`): every layer kind against XLA's own operations
+and against float64, bfloat16 against float32 at a stated tolerance, the fallbacks, the errors,
+and concurrent calls. Skipped, with the loader's reason, where the extension is not built."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cenet_jax.errors import ConfigError
+from cenet_jax.models import build_model, conv_math, norm_math, onednn, onednn_ops, pool_math
+from cenet_jax.models import reference_config
+
+from .test_conv_impl import CONV_CASES, TRANSPOSE_CASES
+
+pytestmark = pytest.mark.skipif(not onednn.available(),
+                                reason=f'oneDNN extension unavailable: {onednn.unavailable_reason()}')
+
+# float32 against a float64 reference: relative to the largest magnitude of each result.
+FLOAT32_TOLERANCE = 2e-5
+# bfloat16 computation against float32: inputs rounded to 8 bits of mantissa, float32 sums.
+BFLOAT16_TOLERANCE = 3e-2
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    scale = float(np.abs(b).max())
+    assert scale > 0, 'empty reference'
+    return float(np.abs(a - b).max()) / scale
+
+
+def _values_and_grads(fn, args, dtype, seed=1):
+    """fn(*args) and the gradients of sum(fn * g) for every argument, g fixed and random."""
+    args = [None if a is None else jnp.asarray(a, dtype) for a in args]
+    y, vjp = jax.vjp(fn, *args)
+    g = jnp.asarray(np.random.default_rng(seed).standard_normal(y.shape), y.dtype)
+    return [y, *vjp(g)]
+
+
+def _conv_case(case, bias):
+    xs, ks, strides, padding, dilation = CONV_CASES[case]
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(xs), rng.standard_normal(ks),
+            rng.standard_normal(ks[-1]) if bias else None]
+    return args, lambda impl: (lambda x, k, b: conv_math.conv2d(
+        x, k, strides, padding, dilation, impl, b))
+
+
+def _transpose_case(case, bias):
+    xs, ks, strides, padding, output_padding = TRANSPOSE_CASES[case]
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(xs), rng.standard_normal(ks),
+            rng.standard_normal(ks[2]) if bias else None]
+    return args, lambda impl: (lambda x, k, b: conv_math.conv2d_transpose(
+        x, k, strides, padding, output_padding, impl, b))
+
+
+def _check_against_float64(args, make):
+    """The onednn formulation in float32 is as close to XLA's float64 result as float32
+    rounding allows, for the output and every gradient."""
+    with jax.enable_x64(True):
+        ref = _values_and_grads(make('xla'), args, jnp.float64)
+    got = _values_and_grads(jax.jit(make('onednn')), args, jnp.float32)
+    for name, a, b in zip(('output', 'input gradient', 'kernel gradient', 'bias gradient'),
+                          got, ref):
+        if b is not None:
+            assert _rel(a, b) < FLOAT32_TOLERANCE, f'{name}: {_rel(a, b):.1e}'
+
+
+@pytest.mark.parametrize('bias', [False, True], ids=['no bias', 'bias'])
+@pytest.mark.parametrize('case', sorted(CONV_CASES))
+def test_conv_matches_float64(case, bias):
+    _check_against_float64(*_conv_case(case, bias))
+
+
+@pytest.mark.parametrize('bias', [False, True], ids=['no bias', 'bias'])
+@pytest.mark.parametrize('case', sorted(TRANSPOSE_CASES))
+def test_conv_transpose_matches_float64(case, bias):
+    """'output_padding > padding' has no oneDNN form and takes the matmul formulation."""
+    _check_against_float64(*_transpose_case(case, bias))
+
+
+@pytest.mark.parametrize('case', ['3x3 Winograd gradient', '3x3 dilation 3 (DAC)', 'head 4x4/2 p1',
+                                  'decoder 3x3/2 p1 op1'])
+def test_bfloat16_against_float32(case):
+    """bfloat16 activations with float32 kernels and bias: the result is bfloat16, the kernel
+    and bias gradients float32, all within BFLOAT16_TOLERANCE of the float32 computation."""
+    args, make = (_conv_case if case in CONV_CASES else _transpose_case)(case, True)
+    ref = _values_and_grads(make('onednn'), args, jnp.float32)
+
+    def bf16_fn(x, k, b):
+        return make('onednn')(x.astype(jnp.bfloat16), k, b)
+
+    got = _values_and_grads(jax.jit(bf16_fn), args, jnp.float32)
+    assert got[0].dtype == jnp.bfloat16
+    for name, a, b in zip(('output', 'input gradient', 'kernel gradient', 'bias gradient'),
+                          got, ref):
+        assert _rel(a, b) < BFLOAT16_TOLERANCE, f'{name}: {_rel(a, b):.1e}'
+
+
+@pytest.mark.parametrize('relu', [False, True], ids=['bn', 'bn+relu'])
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_batch_norm_matches_the_xla_formulation(relu, dtype):
+    """oneDNN's training-mode BatchNorm (ReLU fused) against norm_math's: output, batch
+    statistics, and the gradients of x, scale and bias."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2, 9, 10, 16)) * 3 + 1).astype(np.float32)
+    scale, bias = rng.standard_normal(16), rng.standard_normal(16)
+    act = jnp.dtype(dtype)
+
+    def ref_fn(x, s, b):
+        y, mean, var = norm_math.batch_norm_train(x, s, b, 1e-5)
+        return (jax.nn.relu(y) if relu else y), mean, var
+
+    def got_fn(x, s, b):
+        return onednn_ops.batch_norm_train(x.astype(act), s, b, 1e-5, relu)
+
+    args = [jnp.asarray(a, jnp.float32) for a in (x, scale, bias)]
+    ref, got = ref_fn(*args), jax.jit(got_fn)(*args)
+    assert got[0].dtype == act and got[1].dtype == got[2].dtype == jnp.float32
+    g = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+    ref_grads = jax.vjp(lambda *a: ref_fn(*a)[0], *args)[1](g)
+    got_grads = jax.jit(lambda *a: jax.vjp(lambda *b: got_fn(*b)[0], *a[:3])[1](
+        a[3].astype(act)))(*args, g)
+    tol = FLOAT32_TOLERANCE if dtype == 'float32' else BFLOAT16_TOLERANCE
+    for name, a, b in zip(('output', 'mean', 'variance', 'x gradient', 'scale gradient',
+                           'bias gradient'), (*got, *got_grads), (*ref, *ref_grads)):
+        assert _rel(a, b) < tol, f'{name}: {_rel(a, b):.1e}'
+
+
+@pytest.mark.parametrize('window, strides, padding', [
+    ((3, 3), (2, 2), ((1, 1), (1, 1))),   # the stem
+    ((2, 2), (2, 2), ((0, 0), (0, 0))),   # U-Net
+    ((3, 3), (3, 3), ((0, 0), (0, 0))),   # RMP
+    ((3, 3), (1, 1), ((1, 1), (1, 1))),   # Inception block
+])
+@pytest.mark.parametrize('impl', ['onednn', 'matmul'])
+def test_max_pool_matches_xla(impl, window, strides, padding):
+    """Forward and gradient of max pooling (ties after a ReLU included) equal XLA's reference
+    (the gradient up to the order of the sums where windows overlap)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(np.maximum(rng.standard_normal((2, 11, 12, 8)), 0), jnp.float32)
+    fns = {i: (lambda x, i=i: pool_math.max_pool(x, window, strides, padding, i))
+           for i in ('xla', impl)}
+    ref = _values_and_grads(fns['xla'], [x], jnp.float32)
+    got = _values_and_grads(jax.jit(fns[impl]), [x], jnp.float32)
+    np.testing.assert_array_equal(got[0], ref[0])
+    assert _rel(got[1], ref[1]) < 1e-6
+
+
+def test_auto_resolution_and_fallbacks(monkeypatch, caplog):
+    assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'onednn'
+    assert conv_math.resolve_conv_impl('onednn', 'cpu', num_devices=4) == 'onednn'
+    conv_math._log_fallback_once.cache_clear()  # the reason is logged once per process
+    with caplog.at_level(logging.WARNING, logger='cenet_jax'):
+        assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=4) == 'matmul'
+    assert '4 CPU devices' in caplog.text
+    with pytest.raises(ConfigError, match='runs on CPU only'):
+        conv_math.resolve_conv_impl('onednn', 'gpu')
+
+
+def test_an_extension_that_cannot_load_falls_back_or_is_a_clear_error(monkeypatch, caplog):
+    reason = 'the oneDNN extension was not built (test)'
+    monkeypatch.setattr(onednn, '_load', lambda: reason)
+    conv_math._log_fallback_once.cache_clear()
+    with caplog.at_level(logging.WARNING, logger='cenet_jax'):
+        assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'matmul'
+        assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'matmul'
+    assert caplog.text.count(reason) == 1, 'one log line, not one per model'
+    cfg = reference_config()
+    cfg.conv_impl = 'onednn'
+    with pytest.raises(ConfigError, match=r"conv_impl='onednn' cannot run: the oneDNN extension"):
+        build_model(cfg)
+    conv_math._log_fallback_once.cache_clear()
+
+
+def test_impossible_operation_fails_at_trace_time_with_onednns_reason():
+    spec = onednn_ops.ConvSpec(True, (2, 2), (0, -1, 0, -1), (1, 1), (10, 12))
+    key = onednn_ops.conv_key(0, spec, jnp.float32, jnp.float32, False, (2, 5, 6, 4),
+                              (3, 3, 3, 4))
+    with pytest.raises(ValueError, match='oneDNN cannot run'):
+        onednn.describe(key)
+
+
+def test_calls_from_concurrent_threads_agree():
+    """Plans are cached and executions serialised: the same jitted convolution run from four
+    threads at once (new shapes, so plans are built concurrently too) gives identical results."""
+    rng = np.random.default_rng(0)
+    fn = jax.jit(jax.grad(lambda x, k: jnp.sum(conv_math.conv2d(
+        x, k, (1, 1), ((1, 1), (1, 1)), (1, 1), 'onednn') ** 2), argnums=(0, 1)))
+    x = jnp.asarray(rng.standard_normal((2, 13, 15, 6)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 6, 10)), jnp.float32)
+    results = [None] * 4
+
+    def work(i):
+        results[i] = jax.block_until_ready(fn(x, k))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results[1:]:
+        for a, b in zip(r, results[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_version_names_the_instruction_set():
+    version = onednn.version()
+    assert version.startswith('3.') and version.split()[1] != 'unknown_isa', version
