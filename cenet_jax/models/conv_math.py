@@ -4,9 +4,9 @@
 `xla`: `lax.conv_general_dilated` for everything (XLA's own convolution kernels and gradients),
 the reference, and what GPUs and TPUs run.
 
-`onednn` (the CPU default): forward, input and weight gradients (bias included) in oneDNN through
-XLA FFI calls (`onednn_ops`); 1x1 convolutions stay XLA `dot`s (faster here), and the logits
-layer (< 8 output channels) keeps XLA's forward. Dtypes oneDNN lacks (float64) use `matmul`.
+`onednn` (the CPU default): forward, input and weight gradients (bias included) of every
+convolution in oneDNN through XLA FFI calls (`onednn_ops`). Dtypes oneDNN lacks (float64) use
+`matmul`.
 
 `matmul` (the CPU fallback where the extension is absent or JAX has several CPU devices): the
 same functions written so that the expensive parts are plain matrix products,
@@ -364,12 +364,6 @@ def matmul_conv(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding
     return conv_matmul_weight_grad(x, kernel, tuple(strides), padding, tuple(dilation))
 
 
-def _is_1x1(kernel_shape: tuple[int, ...], padding: Padding) -> bool:
-    """An unpadded 1x1 convolution: one GEMM, which XLA runs 2-10x faster than oneDNN's
-    1x1 convolution here, gradients included (docs/performance.md)."""
-    return tuple(kernel_shape[:2]) == (1, 1) and all(int(v) == 0 for p in padding for v in p)
-
-
 def _add_bias(y: jax.Array, bias: jax.Array | None) -> jax.Array:
     return y if bias is None else y + bias.astype(y.dtype)
 
@@ -379,15 +373,12 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding, dil
     """Cross-correlation NHWC x HWIO with explicit padding, plus an optional bias, in the chosen
     formulation, computed in x's dtype (on the onednn path a float32 kernel and bias keep
     float32 gradients, the bias gradient summed by oneDNN's weight-gradient pass)."""
-    if (impl == 'onednn' and onednn_ops.supports(x.dtype, kernel.dtype)
-            and not _is_1x1(kernel.shape, padding)):
-        # Few output channels (the logits): XLA's forward is 2x faster, oneDNN's gradients are.
-        return onednn_ops.conv(x, kernel, strides, padding, dilation, bias,
-                               xla_forward=kernel.shape[-1] < MIN_MATMUL_FEATURES)
+    if impl == 'onednn' and onednn_ops.supports(x.dtype, kernel.dtype):
+        return onednn_ops.conv(x, kernel, strides, padding, dilation, bias)
     kernel = kernel.astype(x.dtype)
     if impl == 'xla':
         return _add_bias(xla_conv(x, kernel, strides, padding, dilation), bias)
-    if impl in ('matmul', 'onednn'):  # onednn: 1x1 (one GEMM), dtypes oneDNN lacks
+    if impl in ('matmul', 'onednn'):  # onednn: dtypes oneDNN lacks
         return _add_bias(matmul_conv(x, kernel, strides, padding, dilation), bias)
     raise ValueError(f"conv impl must be 'xla', 'matmul' or 'onednn' here (resolve 'auto' "
                      f"first), got {impl!r}")

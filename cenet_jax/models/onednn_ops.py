@@ -59,13 +59,12 @@ def activation_layout(act_dtype) -> str:
 class ConvSpec(NamedTuple):
     """The static description of one (transposed) convolution: PyTorch semantics, padding as
     (top, bottom, left, right) of oneDNN's problem (for a transposed convolution, of its
-    output), output size, and whether XLA computes the forward (few output channels)."""
+    output), and the output size."""
     transposed: bool
     strides: Pair
     padding4: tuple[int, int, int, int]
     dilation: Pair
     out_hw: Pair
-    xla_forward: bool = False
 
 
 def conv_key(op: int, spec: ConvSpec, act_dtype, weight_dtype, bias: bool, src_shape,
@@ -79,19 +78,9 @@ def conv_key(op: int, spec: ConvSpec, act_dtype, weight_dtype, bias: bool, src_s
             kh, kw, *spec.strides, *spec.padding4, *spec.dilation)
 
 
-def _xla_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
-    p = spec.padding4
-    return jax.lax.conv_general_dilated(
-        x, kernel.astype(x.dtype), spec.strides, ((p[0], p[1]), (p[2], p[3])),
-        rhs_dilation=spec.dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, spec: ConvSpec) -> jax.Array:
     cout = kernel.shape[2 if spec.transposed else 3]
-    if spec.xla_forward:
-        y = _xla_conv(x, kernel, spec)
-        return y if bias is None else y + bias.astype(y.dtype)
     key = conv_key(FORWARD, spec, x.dtype, kernel.dtype, bias is not None, x.shape, kernel.shape)
     inputs = [x, kernel] + ([] if bias is None else [bias.astype(kernel.dtype)])
     (y,) = onednn.call(key, inputs, [jax.ShapeDtypeStruct((x.shape[0], *spec.out_hw, cout),
@@ -122,16 +111,15 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
 def conv(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding, dilation: Pair,
-         bias: jax.Array | None = None, xla_forward: bool = False) -> jax.Array:
-    """NHWC x HWIO cross-correlation with explicit padding (+ bias) in x's dtype: the gradients
-    (and unless `xla_forward`, the forward) in oneDNN."""
+         bias: jax.Array | None = None) -> jax.Array:
+    """NHWC x HWIO cross-correlation with explicit padding (+ bias) in x's dtype, forward and
+    gradients in oneDNN."""
     padding = tuple(tuple(int(v) for v in p) for p in padding)
     strides, dilation = tuple(map(int, strides)), tuple(map(int, dilation))
     kh, kw = kernel.shape[:2]
     out_hw = tuple((x.shape[1 + d] + sum(padding[d]) - dilation[d] * ((kh, kw)[d] - 1) - 1)
                    // strides[d] + 1 for d in range(2))
-    spec = ConvSpec(False, strides, (*padding[0], *padding[1]), dilation, out_hw,
-                    bool(xla_forward))
+    spec = ConvSpec(False, strides, (*padding[0], *padding[1]), dilation, out_hw)
     return _conv(x, kernel, bias, spec)
 
 
