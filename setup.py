@@ -44,8 +44,8 @@ def _extension() -> tuple[Extension | None, str]:
     if not (ffi_include / 'xla' / 'ffi' / 'api' / 'ffi.h').exists():
         return None, f'no XLA FFI headers under {ffi_include}'
     return Extension(
-        NAME, sources=sorted(str(p) for p in Path('csrc').glob('*.cc')), depends=['csrc/plan.h'],
-        language='c++',
+        NAME, sources=sorted(str(p) for p in Path('csrc').glob('*.cc')),
+        depends=['csrc/plan.h'], language='c++',
         include_dirs=[str(header.parents[2]), str(ffi_include)],
         library_dirs=[str(runtime.parent)], libraries=['dnnl'],
         extra_compile_args=['-std=c++17', '-O2', '-fvisibility=hidden'],
@@ -53,14 +53,17 @@ def _extension() -> tuple[Extension | None, str]:
 
 
 class OptionalBuildExt(build_ext):
-    """Builds the extension when it can; any failure is one log line, not a failed install."""
+    """Builds the extension when it can; any failure is one log line, not a failed install
+    (a failed extension is dropped, so an editable install does not look for its file)."""
 
-    def build_extension(self, ext: Extension) -> None:
-        try:
-            super().build_extension(ext)
-        except Exception as e:  # a compiler error, a missing compiler, a link error
-            print(f'cenet-jax: the oneDNN extension was not built ({type(e).__name__}: {e}); '
-                  "model.conv_impl='auto' will use 'matmul'", file=sys.stderr)
+    def build_extensions(self) -> None:
+        for ext in list(self.extensions):
+            try:
+                self.build_extension(ext)
+            except Exception as e:  # a compiler error, a missing compiler, a link error
+                print(f'cenet-jax: the oneDNN extension was not built ({type(e).__name__}: '
+                      f"{e}); model.conv_impl='auto' will use 'matmul'", file=sys.stderr)
+                self.extensions.remove(ext)
 
 
 extension, why_not = _extension()
