@@ -10,6 +10,8 @@ tests use (tests/models/torch_reference.py).
 from __future__ import annotations
 
 import functools
+import json
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,18 @@ if str(ROOT) not in sys.path:
 
 KINDS = ('train', 'fwd', 'tta')
 DTYPES = {'f32': 'float32', 'bf16': 'bfloat16'}
+
+
+def run_worker(script: str, args: list[str], what: str) -> dict[str, Any]:
+    """Run `script` (a bench file) with `args` in a fresh Python process and parse the last JSON
+    line it prints; a failure stops the bench with the worker's last lines of stderr."""
+    cmd = [sys.executable, str(ROOT / script), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
+    if proc.returncode or not lines:
+        tail = '\n'.join(proc.stderr.strip().splitlines()[-15:])
+        raise SystemExit(f'{what} failed (exit {proc.returncode}):\n{tail}')
+    return json.loads(lines[-1])
 
 
 def parse_case(name: str) -> tuple[str, int, int, str]:

@@ -25,7 +25,6 @@ import gzip
 import json
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.cases import jax_case, parse_case, torch_case  # noqa: E402
+from bench.cases import jax_case, parse_case, run_worker, torch_case  # noqa: E402
 
 PARTS = ('convolution forward', 'convolution input gradient', 'convolution weight gradient',
          'convolution gradients (input + weight)', 'transposed convolutions (fwd + grads)',
@@ -272,14 +271,8 @@ def torch_profile(case: str, steps: int) -> dict[str, Any]:
 # Driver
 
 def _worker(worker: str, case: str, steps: int) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), '--worker', worker, '--case', case,
-           '--steps', str(steps)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
-    if proc.returncode or not lines:
-        tail = '\n'.join(proc.stderr.strip().splitlines()[-15:])
-        raise SystemExit(f'{worker} {case} failed (exit {proc.returncode}):\n{tail}')
-    return json.loads(lines[-1])
+    return run_worker('bench/step_profile.py', ['--worker', worker, '--case', case,
+                                                '--steps', str(steps)], f'{worker} {case}')
 
 
 def table(case: str, columns: dict[str, dict[str, Any]]) -> str:

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import cases  # noqa: E402
 from bench.cases import DTYPES, jax_case, model_flops, parse_case, torch_case  # noqa: E402
 from bench.timing import first_and_median  # noqa: E402
 
@@ -104,14 +104,8 @@ def torch_worker(case: str, steps: int, compile_model: bool) -> dict[str, Any]:
 
 def run_worker(worker: str, case: str, steps: int) -> dict[str, Any]:
     """Run one (framework, case) in a fresh Python process and parse its JSON line."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), '--worker', worker, '--cases', case,
-           '--steps', str(steps)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
-    if proc.returncode or not lines:
-        tail = '\n'.join(proc.stderr.strip().splitlines()[-15:])
-        raise SystemExit(f'{worker} {case} failed (exit {proc.returncode}):\n{tail}')
-    return json.loads(lines[-1])
+    return cases.run_worker('bench/train.py', ['--worker', worker, '--cases', case,
+                                               '--steps', str(steps)], f'{worker} {case}')
 
 
 def matmul_peak_tflops(dtype: str, n: int = 8192, steps: int = 10) -> float:

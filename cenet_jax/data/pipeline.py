@@ -24,7 +24,31 @@ from absl import flags
 from cenet_jax.data import config as data_config
 from cenet_jax.data.records import Record
 from cenet_jax.data.sources import build_source
-from cenet_jax.data.transforms import TrainTransform, model_image
+from cenet_jax.data.transforms import TrainTransform, model_image, resize_image, resize_mask
+
+
+class ModelSizeRecords:
+    """The train source with each record's image, label and FOV resized to the model size once
+    and kept (`data.cache_decoded`): with patch training the per-epoch resize of the whole
+    image cost more CPU than the rest of the transform, on the cores the model trains on
+    (docs/performance.md). The random part of the transform is unchanged, so are the batches."""
+
+    def __init__(self, source: Any, image_hw: tuple[int, int]):
+        self.source, self.image_hw = source, tuple(image_hw)
+        self.info = getattr(source, 'info', None)
+        self._cache: dict[int, Record] = {}
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> Record:
+        if index not in self._cache:
+            record = self.source[index]
+            self._cache[index] = {
+                **record, 'image': resize_image(record['image'], self.image_hw),
+                'label': resize_mask(record['label'].astype(np.uint8), self.image_hw),
+                'fov': resize_mask(record['fov'].astype(np.uint8), self.image_hw)}
+        return self._cache[index]
 
 
 def train_transform(data_cfg: ml_collections.ConfigDict) -> TrainTransform:
@@ -60,6 +84,8 @@ def build_train_dataset(data_cfg: ml_collections.ConfigDict, *, global_batch_siz
         raise ValueError(f'process_index {process_index} must be in [0, {process_count})')
     batch_size = per_host_batch_size(global_batch_size, process_count)
     source = build_source(data_cfg, 'train') if source is None else source
+    if bool(data_cfg.get('cache_decoded', False)):
+        source = ModelSizeRecords(source, data_config.image_hw(data_cfg))
     dataset = (grain.MapDataset.source(source)
                .seed(seed)
                .shuffle()

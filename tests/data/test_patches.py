@@ -83,3 +83,26 @@ def test_decoded_records_are_cached_once_per_process(folder_root, monkeypatch):
             assert all(np.array_equal(record[k], fresh[k]) for k in ('image', 'label', 'fov'))
     assert sorted(i for is_cached, i in calls if is_cached) == list(range(len(cached)))  # once each
     assert sum(not is_cached for is_cached, _ in calls) == 3 * len(plain)   # without: every time
+
+
+def test_cached_model_size_records_give_the_same_batches(folder_root, monkeypatch):
+    """With data.cache_decoded the train records are resized to the model size once, not every
+    epoch; the batches are those of the uncached pipeline, bit for bit."""
+    cfg = data_config_for('folder', str(folder_root), val_fraction=0.0, test_fraction=0.34)
+    cfg.image_size = (48, 48)
+    cfg.crop_size = (32, 32)
+    batches = {}
+    for cache in (False, True):
+        cfg.cache_decoded = cache
+        iterator = pipeline.build_train_iterator(cfg, global_batch_size=2, seed=5)
+        batches[cache] = [next(iterator) for _ in range(4)]
+    for a, b in zip(batches[False], batches[True]):
+        assert all(np.array_equal(a[k], b[k]) for k in ('image', 'label', 'fov'))
+    resizes = []
+    original = pipeline.resize_image
+    monkeypatch.setattr(pipeline, 'resize_image', lambda *a: resizes.append(1) or original(*a))
+    source = pipeline.ModelSizeRecords(build_source(cfg, 'train'), (48, 48))
+    for _ in range(3):
+        for index in range(len(source)):
+            assert source[index]['image'].shape == (48, 48, 3)
+    assert len(resizes) == len(source)   # once per record, not once per epoch
