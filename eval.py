@@ -2,7 +2,8 @@
 
 Restores the weights of the workdir's best checkpoint (or --checkpoint latest|STEP, or converted
 --weights FILE with --config), scores the test split with test-time augmentation, prints the
-paper-style table and writes metrics.json, per_image.csv and one PNG per image; the log and the
+paper-style table and writes metrics.json, per_image.csv, one PNG per image (with the TTA
+uncertainty: the per-pixel std of the views) and index.html (a page to browse them); the log and the
 table say which dataset, which images (split list, folder or holdout, and how many) and which
 field of view were scored. `--config.data.name` other than the run's scores the model on another
 dataset, with that dataset's split names, label conventions and FOV setting (see
@@ -27,10 +28,9 @@ from cenet_jax.parallel import maybe_initialize_distributed
 FLAGS = flags.FLAGS
 # Without --config, `--config.*` overrides apply to the workdir's config.json (parsed with the
 # field types of the default recipe).
-config_flags.DEFINE_config_file(
+cli.define_config_file(
     'config', str(Path(__file__).resolve().parent / 'configs' / 'default.py'),
-    'Config file (default: the --workdir\'s config.json); its model must be the run\'s.',
-    lock_config=True)
+    'Config file (default: the --workdir\'s config.json); its model must be the run\'s.')
 flags.DEFINE_string('workdir', None, 'Training workdir whose checkpoints to evaluate.')
 flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
 flags.DEFINE_string('weights', None, 'Converted weights file (python -m cenet_jax.convert ...) '
@@ -88,8 +88,9 @@ def main(argv: list[str]) -> None:
     split = FLAGS.split or config.eval.split
     out_dir = FLAGS.output_dir or run.default_output_dir(FLAGS.workdir, FLAGS.weights, split, tta)
     table = run.evaluate_split(config, model, variables, mesh, out_dir, split=split, tta=tta,
-                               source=source)
-    print(f'model: {source}\nsplit: {split}, TTA: {tta}\n{table}\nresults in {out_dir}')
+                               source=source, workdir=FLAGS.workdir)
+    print(f'model: {source}\nsplit: {split}, TTA: {tta}\n{table}\nresults in {out_dir} '
+          f'(browse {Path(out_dir) / "index.html"})')
 
 
 if __name__ == '__main__':

@@ -11,14 +11,12 @@ import logging
 
 from absl import app, flags
 from absl import logging as absl_logging
-from ml_collections import config_flags
 
 from cenet_jax import cli
 from cenet_jax.parallel import maybe_initialize_distributed
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/drive.py[:variant=backbone].',
-                                lock_config=True)
+cli.define_config_file('config', None, 'Config file, e.g. configs/drive.py[:variant=backbone].')
 flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics.jsonl, TensorBoard and PNGs.')
 flags.DEFINE_string('coordinator_address', None, 'Multi-host: host:port of process 0 '
                     '(not needed on TPU pods, SLURM or Open MPI, where JAX finds it).')

@@ -11,10 +11,19 @@ every floating-point leaf is finite). Resuming walks back from the newest to the
 one; newer damaged ones are moved, never deleted, into `checkpoints/damaged/` before training
 continues, so a later save of the same step cannot overwrite them. Inference restores the
 weights alone (params and batch_stats, or their EMA; not the optimizer state).
+
+A full disk: before a save, the free space is checked against the size of the newest
+checkpoint on disk; a save that still runs out of space (orbax writes in the background) is
+reported when it is waited for. Either way the half-written `<step>.orbax-checkpoint-tmp*`
+folder is removed, the older checkpoints stay as they were, and one `DiskFullError` names the
+folder, the bytes needed and free (cenet_jax/disk.py); orbax's own log of the failure is
+silenced (`_QuietDiskFull`), so the run prints that one error.
 """
 from __future__ import annotations
 
 import logging
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -25,12 +34,46 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from cenet_jax.errors import CheckpointError
+from cenet_jax import disk
+from cenet_jax.errors import CheckpointError, DiskFullError
 
 log = logging.getLogger('cenet_jax')
 
 DAMAGED_DIR = 'damaged'
 WEIGHT_FIELDS = ('step', 'params', 'batch_stats')
+TMP_MARKER = '.orbax-checkpoint-tmp'
+
+
+class _QuietDiskFull(logging.Filter):
+    """Drops orbax's error log records (with their tracebacks) about a full disk: `Checkpoints`
+    turns that failure into one DiskFullError."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        return not (disk.is_disk_full(error) or disk.is_disk_full(Exception(record.getMessage())))
+
+
+_QUIET = _QuietDiskFull()
+
+
+def _quiet_closed_event_loop() -> None:
+    """After a failed save or restore, TensorStore completes the writes and reads still pending
+    by calling back into orbax's asyncio loop, which is closed by then; each callback prints a
+    "RuntimeError: Event loop is closed" traceback (as an unraisable exception) that says
+    nothing about the failure, which is reported once. Those tracebacks alone are dropped."""
+    previous = sys.unraisablehook
+    if getattr(previous, 'cenet_jax_quiet', False):
+        return
+
+    def hook(unraisable):
+        if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == 'Event loop is closed':
+            return
+        previous(unraisable)
+
+    hook.cenet_jax_quiet = True
+    sys.unraisablehook = hook
 
 
 def _manager(directory: Path, keep: int, async_save: bool, read_only: bool) -> ocp.CheckpointManager:
@@ -73,6 +116,18 @@ def check_restored(tree: Any, meta: dict[str, Any], step: int) -> None:
         raise CheckpointError('holds NaN or Inf values')
 
 
+def _tree_bytes(tree: Any) -> int:
+    """Bytes of the arrays of a pytree (global shapes), as orbax writes them before compression."""
+    return sum(int(np.prod(getattr(leaf, 'shape', ()))) * np.dtype(leaf.dtype).itemsize
+               for leaf in jax.tree.leaves(tree) if hasattr(leaf, 'dtype')
+               and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key))
+
+
+def _steps_text(steps: Iterable[int]) -> str:
+    steps = sorted(steps)
+    return ('step ' if len(steps) == 1 else 'steps ') + ', '.join(map(str, steps)) if steps else 'none'
+
+
 def _reason(err: BaseException) -> str:
     """First line of an orbax / TensorStore error, short enough for a log line."""
     text = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -87,8 +142,13 @@ class Checkpoints:
     def __init__(self, workdir: str | Path, *, keep: int = 3, async_save: bool = True,
                  read_only: bool = False):
         self.root = Path(workdir) / 'checkpoints'
+        logging.getLogger('absl').addFilter(_QUIET)   # orbax logs through absl
+        _quiet_closed_event_loop()
         self.latest = _manager(self.root / 'latest', keep, async_save, read_only)
         self.best = _manager(self.root / 'best', 1, async_save, read_only)
+        self._async_save = async_save
+        self._in_flight: dict[str, tuple[int, int]] = {}   # kind -> (step, array bytes)
+        self._failed = False
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step, or None."""
@@ -97,17 +157,116 @@ class Checkpoints:
     def save(self, step: int, state: Any, data_iterator: Any | None, meta: dict[str, Any],
              *, best: bool = False) -> None:
         """Save (asynchronously) into `latest`, or into `best` when `best` is set; a step that
-        is already on disk is kept, never overwritten (a replay after a resume)."""
+        is already on disk is kept, never overwritten (a replay after a resume). Raises
+        DiskFullError (nothing half-written left) when the disk cannot hold it."""
         manager = self.best if best else self.latest
+        self._wait_for(manager)   # an earlier save that failed is reported first, naming its step
         if step in manager.all_steps():
             log.warning('%s/%d already exists; keeping it (not overwritten)', manager.directory,
                         step)
             return
+        expected = self._expected_bytes()
+        if expected is not None and disk.free_bytes(manager.directory) < expected:
+            raise self._disk_full(manager, step, expected, ' (the size of the newest checkpoint)')
         items: dict[str, Any] = dict(state=ocp.args.StandardSave(state),
                                      meta=ocp.args.JsonSave(meta))
         if data_iterator is not None:
             items['data'] = grain.checkpoint.CheckpointSave(data_iterator)
-        manager.save(step, args=ocp.args.Composite(**items), force=True)
+        self._in_flight[self._kind(manager)] = (step, _tree_bytes(state))
+        try:
+            manager.save(step, args=ocp.args.Composite(**items), force=True)
+        except Exception as err:
+            self._raise_if_disk_full(manager, err)
+            raise
+        if not self._async_save:
+            self._in_flight.pop(self._kind(manager), None)
+
+    def check(self) -> None:
+        """Raise DiskFullError now if a background save has already failed for lack of space
+        (cheap; the loop calls it between steps)."""
+        for manager in (self.latest, self.best):
+            try:
+                manager.check_for_errors()
+            except Exception as err:
+                self._raise_if_disk_full(manager, err)
+                raise
+
+    @staticmethod
+    def _kind(manager: ocp.CheckpointManager) -> str:
+        return Path(manager.directory).name
+
+    def _complete_steps(self, manager: ocp.CheckpointManager) -> list[int]:
+        """Steps whose folders are on disk, complete (not in flight, not half-written)."""
+        directory = Path(manager.directory)
+        busy = self._in_flight.get(self._kind(manager), (None,))[0]
+        return sorted(int(p.name) for p in directory.iterdir()
+                      if p.is_dir() and p.name.isdigit() and int(p.name) != busy) \
+            if directory.is_dir() else []
+
+    def _expected_bytes(self) -> int | None:
+        """Size on disk of the newest complete checkpoint (latest, else best): what the next one
+        needs; None before the first."""
+        for manager in (self.latest, self.best):
+            steps = self._complete_steps(manager)
+            if steps:
+                return disk.folder_bytes(Path(manager.directory) / str(steps[-1]))
+        return None
+
+    def _wait_for(self, manager: ocp.CheckpointManager) -> None:
+        """Wait for the manager's save in flight; a full disk becomes a DiskFullError."""
+        try:
+            manager.wait_until_finished()
+        except Exception as err:
+            self._raise_if_disk_full(manager, err)
+            raise
+        self._in_flight.pop(self._kind(manager), None)
+
+    def _raise_if_disk_full(self, manager: ocp.CheckpointManager, err: BaseException) -> None:
+        """If `err` is a full disk: remove the half-written step folders, raise DiskFullError."""
+        if not disk.is_disk_full(err):
+            return
+        step, array_bytes = self._in_flight.get(self._kind(manager), (None, None))
+        expected = self._expected_bytes()
+        raise self._disk_full(manager, step, expected if expected is not None else array_bytes,
+                              ' (the size of the newest checkpoint)' if expected is not None
+                              else ' (its arrays before compression)') from err
+
+    def _remove_partial(self) -> list[str]:
+        """Let the saves in flight end (they fail too on a full disk; quietly) and remove every
+        half-written `<step>.orbax-checkpoint-tmp*` folder; returns their paths."""
+        removed = []
+        for manager in (self.latest, self.best):
+            try:
+                manager.wait_until_finished()
+            except Exception:   # the failure being reported, or the same one in the other manager
+                pass
+            if jax.process_index() == 0:
+                for partial in sorted(Path(manager.directory).glob(f'*{TMP_MARKER}*')):
+                    shutil.rmtree(partial, ignore_errors=True)
+                    removed.append(f'{self._kind(manager)}/{partial.name}')
+        self._in_flight.clear()
+        return removed
+
+    def _disk_full(self, manager: ocp.CheckpointManager, step: int | None, needed: int | None,
+                   needed_note: str) -> DiskFullError:
+        """The error of a save that does not fit, after removing what it half-wrote; it says
+        which checkpoints are intact and where a rerun resumes."""
+        self._failed = True
+        removed = self._remove_partial()
+        latest, best = self._complete_steps(self.latest), self._complete_steps(self.best)
+        directory = Path(manager.directory)
+        what = (f'saving the best checkpoint (step {step})' if manager is self.best
+                else f'saving checkpoint step {step}')
+        intact = (f'The checkpoints already saved are intact (latest: {_steps_text(latest)}; '
+                  f'best: {_steps_text(best)})')
+        if removed:
+            verb = 'was' if len(removed) == 1 else 'were'
+            intact += f' and the half-written {", ".join(removed)} {verb} removed'
+        intact += '.'
+        advice = ('Free some space and rerun the same command: it resumes from '
+                  + (f'step {latest[-1]}.' if latest else 'the start (no checkpoint yet).'))
+        return disk.disk_full_error(what, directory, needed, intact,
+                                    needed_note=needed_note, advice=advice)
 
     def _restore_checked(self, manager: ocp.CheckpointManager, step: int, state: Any,
                          data_iterator: Any | None = None) -> tuple[Any, dict[str, Any]]:
@@ -248,12 +407,22 @@ class Checkpoints:
         return target
 
     def wait(self) -> None:
-        """Block until pending asynchronous saves are on disk."""
-        self.latest.wait_until_finished()
-        self.best.wait_until_finished()
+        """Block until pending asynchronous saves are on disk (DiskFullError if one did not fit)."""
+        self._wait_for(self.latest)
+        self._wait_for(self.best)
 
     def close(self) -> None:
-        """Finish pending saves and release the managers."""
-        self.wait()
-        self.latest.close()
-        self.best.close()
+        """Finish pending saves and release the managers. After a save failed (already raised),
+        the managers are released without raising that failure again."""
+        try:
+            if not self._failed:
+                self.wait()
+        finally:
+            for manager in (self.latest, self.best):
+                try:
+                    manager.close()
+                except Exception:
+                    if not self._failed:
+                        raise
+            if self._failed:
+                self._remove_partial()

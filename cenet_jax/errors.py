@@ -16,3 +16,8 @@ class CheckpointError(CenetError):
 
 class MissingFileError(CenetError, FileNotFoundError):
     """A file named by the user (weights, config.json, ...) does not exist."""
+
+
+class DiskFullError(CenetError, OSError):
+    """A write ran out of disk space; the message names the folder and the bytes needed and free,
+    and what on disk is intact (see cenet_jax/disk.py)."""

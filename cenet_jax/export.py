@@ -23,10 +23,9 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """The command line (defined only when this module is the program)."""
-    config_flags.DEFINE_config_file(
+    cli.define_config_file(
         'config', str(Path(__file__).resolve().parents[1] / 'configs' / 'default.py'),
-        'Config file (default: the --workdir\'s config.json); needed with --weights.',
-        lock_config=True)
+        'Config file (default: the --workdir\'s config.json); needed with --weights.')
     flags.DEFINE_string('workdir', None, 'Training workdir whose checkpoint to export.')
     flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
     flags.DEFINE_string('weights', None, 'Converted weights file instead of a workdir checkpoint.')

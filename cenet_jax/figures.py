@@ -11,16 +11,27 @@ shows its outline in yellow (its caption says so, and whether the FOV was derive
 image). Class maps with more than two classes use `PALETTE` (class 0 black) and the error
 panel shows correct pixels in their class colour at half brightness and wrong ones red.
 
-`save_curve_png` draws training curves (axes, ticks, legend) for the training loop.
+`save_curve_png` draws curves (axes, ticks, legend); `save_training_curves` the training loss
+and validation metrics of a run's metrics.jsonl records (training loop, eval.py's report).
+
+Given a TTA uncertainty map (the per-pixel std of the views' probabilities), the prediction
+figure adds an ``uncertainty`` panel: black (all views agree) through red and yellow to white
+(std 0.5, the most two-valued views can disagree), on the `UNCERTAINTY_SCALE`.
+
+Every PNG is written whole or not at all (`cenet_jax.disk.write_atomic`: a full disk is one
+DiskFullError naming the folder and the bytes needed and free).
 """
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
-from typing import Mapping, Sequence, Union
+from typing import Any, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from cenet_jax import disk
 
 PANEL_GAP = 4
 MIN_CAPTION_FONT, MAX_CAPTION_FONT = 11, 64   # pixels
@@ -83,6 +94,18 @@ def _probability_panel(probs: np.ndarray) -> np.ndarray:
     return _as_rgb(np.clip(probs, 0.0, 1.0))
 
 
+UNCERTAINTY_SCALE = 0.5   # the std shown white: two-valued views (0 and 1 in equal numbers)
+
+
+def uncertainty_colours(std: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) "hot" colours of a per-pixel std: black 0, red, yellow, white at
+    `UNCERTAINTY_SCALE` and above."""
+    level = np.clip(np.nan_to_num(np.asarray(std, np.float32)) / UNCERTAINTY_SCALE, 0.0, 1.0)
+    rgb = np.stack([np.clip(3 * level, 0, 1), np.clip(3 * level - 1, 0, 1),
+                    np.clip(3 * level - 2, 0, 1)], axis=-1)
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
 MIN_PANEL_SIZE = 192  # pixels; smaller images are enlarged (nearest) so they can be seen
 
 
@@ -131,13 +154,16 @@ def caption_height(panel_width: int) -> int:
 
 def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarray, pred: np.ndarray,
                            probs: np.ndarray | None = None, fov: np.ndarray | None = None,
-                           fov_derived: bool = False) -> None:
+                           fov_derived: bool = False,
+                           uncertainty: np.ndarray | None = None) -> None:
     """PNG panel: image (with the FOV outline) | ground truth | prediction | errors [| foreground
-    or max probability]; `fov_derived` captions the FOV as derived from the image."""
+    or max probability] [| TTA uncertainty (H, W) std]; `fov_derived` captions the FOV as
+    derived from the image."""
     rgb = _as_rgb(image)
     label, pred = np.asarray(label), np.asarray(pred)
     shape = rgb.shape[:2]
-    for name, array in (('label', label), ('pred', pred), ('fov', fov)):
+    for name, array in (('label', label), ('pred', pred), ('fov', fov),
+                        ('uncertainty', uncertainty)):
         if array is not None and np.shape(array) != shape:
             raise ValueError(f'{name} has shape {np.shape(array)}, expected the image size {shape}')
     if probs is not None and np.shape(probs)[:2] != shape:
@@ -148,6 +174,8 @@ def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarra
               ('errors', _error_panel(label, pred, fov, binary))]
     if probs is not None:
         panels.append(('probability', _probability_panel(probs)))
+    if uncertainty is not None:
+        panels.append(('uncertainty (TTA std)', uncertainty_colours(uncertainty)))
     zoom = panel_zoom(shape)
     if zoom > 1:
         panels = [(c, np.repeat(np.repeat(p, zoom, axis=0), zoom, axis=1)) for c, p in panels]
@@ -162,7 +190,14 @@ def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarra
         left = index * (width + PANEL_GAP)
         figure.paste(Image.fromarray(panel), (left, top))
         draw.text((left + margin, 1), caption, fill=(0, 0, 0), font=font)
-    figure.save(path, format='PNG')
+    save_png(figure, path)
+
+
+def save_png(figure: Image.Image, path: str | Path) -> None:
+    """Encode `figure` as PNG and write it whole (`disk.write_atomic`)."""
+    buffer = io.BytesIO()
+    figure.save(buffer, format='PNG')
+    disk.write_atomic(path, buffer.getvalue())
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -261,4 +296,26 @@ def save_curve_png(path: str | Path, steps: Sequence[float], values_by_name: Map
         legend_y = top + 6 + 12 * index
         draw.line((width - right - 120, legend_y + 5, width - right - 100, legend_y + 5), fill=colour, width=2)
         draw.text((width - right - 96, legend_y), name, fill=(0, 0, 0), font=font)
-    figure.save(path, format='PNG')
+    save_png(figure, path)
+
+
+def training_curve_series(records: Iterable[Mapping[str, Any]]
+                          ) -> dict[str, tuple[list[int], list[float]]]:
+    """{name: (steps, values)} of `train_loss` and every `val_*` metric in metrics.jsonl records."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for record in records:
+        for key, value in record.items():
+            if (key == 'train_loss' or key.startswith('val_')) and isinstance(value, (int, float)) \
+                    and math.isfinite(value):
+                series.setdefault(key, ([], []))
+                series[key][0].append(record['step'])
+                series[key][1].append(value)
+    return series
+
+
+def save_training_curves(path: str | Path, records: Iterable[Mapping[str, Any]]) -> bool:
+    """`curves.png` from metrics.jsonl records; False (nothing written) when they hold no curve."""
+    series = training_curve_series(records)
+    if series:
+        save_curve_png(path, [], series, title='training curves')
+    return bool(series)

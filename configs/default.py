@@ -47,6 +47,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.best_mode = 'max'
     config.num_sample_images = 4          # validation predictions saved as PNG each time
     config.distributed = 'auto'           # jax.distributed.initialize(): auto | on | off
+    config.profile_steps = ()             # (A, B): jax.profiler trace of steps A..B -> <workdir>/profile
+    config.peak_tflops = 0.0              # per device, for MFU in the log; 0 = from the GPU/TPU kind
 
     config.model = reference_config()
 
@@ -85,6 +87,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval.cell_thresholds = ()      # ISBI: also score membrane p > t for each t, report the best
     config.eval.batch_size = 8
     config.eval.figures = True            # eval.py: one PNG per image
+    config.eval.uncertainty = True        # eval.py: keep the per-pixel std of the TTA views
+    config.eval.save_uncertainty = False  # eval.py: ... and write it as uncertainty/<id>.npy
 
     args = parse_arguments(arg)
     if 'variant' in args:

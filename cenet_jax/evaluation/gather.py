@@ -48,6 +48,9 @@ def result_to_bytes(result: EvalResult) -> bytes:
     if result.state.boundary_sums is not None:
         arrays['boundary_sums'], arrays['boundary_counts'] = (result.state.boundary_sums,
                                                               result.state.boundary_counts)
+    if result.state.uncertainty is not None:
+        arrays['unc_pos'], arrays['unc_neg'] = (result.state.uncertainty.positives,
+                                                result.state.uncertainty.negatives)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -63,7 +66,9 @@ def result_from_bytes(data: bytes) -> EvalResult:
             if 'scores' in arrays else None,
             histogram=ScoreHistogram(arrays['hist_pos'], arrays['hist_neg']) if 'hist_pos' in arrays else None,
             boundary_sums=arrays['boundary_sums'] if 'boundary_sums' in arrays else None,
-            boundary_counts=arrays['boundary_counts'] if 'boundary_counts' in arrays else None)
+            boundary_counts=arrays['boundary_counts'] if 'boundary_counts' in arrays else None,
+            uncertainty=ScoreHistogram(arrays['unc_pos'], arrays['unc_neg'])
+            if 'unc_pos' in arrays else None)
     return EvalResult(meta['task'], meta['paper_key'], tuple(meta['rows']), state, meta['settings'])
 
 

@@ -14,7 +14,8 @@ overlapping windows of the model size, blended with a Gaussian or flat weight.
 
 Whole records: `BatchPredictor` shards model-size inputs over the mesh's data axis and
 `predict_records` resizes the probabilities back to each record's original size; shared by
-training-time validation and eval.py.
+training-time validation and eval.py. eval.py also keeps the TTA uncertainty: the per-pixel
+standard deviation of the views' probabilities (`uncertainty_map`), resized back the same way.
 """
 from __future__ import annotations
 
@@ -46,9 +47,19 @@ def _reflect_pad_to_square(images: jax.Array) -> tuple[jax.Array, tuple[slice, s
     return jnp.pad(images, pads, mode='reflect'), (slice(top, top + height), slice(left, left + width))
 
 
+def uncertainty_map(std: jax.Array) -> jax.Array:
+    """(..., H, W) per-pixel uncertainty from the per-class std (..., H, W, K) of the views:
+    the foreground channel for K = 1 (sigmoid), else the largest std over the classes (for a
+    two-class softmax both are equal)."""
+    return std[..., 0] if std.shape[-1] == 1 else jnp.max(std, axis=-1)
+
+
 def predict_probs(apply_fn: Callable[..., jax.Array], images: jax.Array, *model_args: Any,
-                  tta: TTAMode = 'd8', non_square: NonSquare = 'flips') -> jax.Array:
-    """Mean probabilities (N, H, W, K) over the TTA views, ``apply_fn`` mapped over the views.
+                  tta: TTAMode = 'd8', non_square: NonSquare = 'flips',
+                  with_std: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """Mean probabilities (N, H, W, K) over the TTA views, ``apply_fn`` mapped over the views;
+    with ``with_std`` also the TTA uncertainty (N, H, W): the per-pixel standard deviation of
+    the views' probabilities (`uncertainty_map`; 0 when one view runs).
 
     ``apply_fn(images_nhwc, *model_args) -> logits``; pass large arrays (variables) as
     ``model_args`` rather than closing over them, so jit does not bake them in as constants.
@@ -64,9 +75,12 @@ def predict_probs(apply_fn: Callable[..., jax.Array], images: jax.Array, *model_
         images, crop = _reflect_pad_to_square(images)
         mode = 'd8'
     views = tta_views(images, mode)
-    probs = jax.lax.map(lambda view: probabilities(apply_fn(view, *model_args)), views)
-    mean = jnp.mean(undo_tta_views(probs, mode), axis=0)
-    return mean[:, crop[0], crop[1], :]
+    probs = undo_tta_views(jax.lax.map(lambda view: probabilities(apply_fn(view, *model_args)),
+                                       views), mode)
+    mean = jnp.mean(probs, axis=0)[:, crop[0], crop[1], :]
+    if not with_std:
+        return mean
+    return mean, uncertainty_map(jnp.std(probs, axis=0))[:, crop[0], crop[1]]
 
 
 def make_predict_fn(apply_fn: Callable[..., jax.Array], *, tta: TTAMode = 'd8',
@@ -166,37 +180,51 @@ def predict_full_image(predict_fn: Callable[[jax.Array], jax.Array], image: np.n
 
 
 def _predict(variables: Any, images: jax.Array, *, model: nn.Module, tta: str,
-             non_square: str) -> jax.Array:
+             non_square: str, with_std: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
     def apply_fn(x: jax.Array, variables: Any) -> jax.Array:
         return model.apply(variables, x, train=False)
-    return predict_probs(apply_fn, images, variables, tta=tta, non_square=non_square)
+    return predict_probs(apply_fn, images, variables, tta=tta, non_square=non_square,
+                         with_std=with_std)
 
 
 class BatchPredictor:
     """Predicts probabilities (N, H, W, K) for batches of model-size images, the batch sharded
     over the mesh's data axis (padded to a multiple of the device count); compiled once per
-    input shape."""
+    input shape. With `uncertainty`, `predict` also returns the TTA uncertainty (N, H, W)."""
 
     def __init__(self, model: nn.Module, mesh: Mesh, *, tta: str = 'none',
-                 non_square: str = 'flips', batch_size: int = 8):
+                 non_square: str = 'flips', batch_size: int = 8, uncertainty: bool = False):
         self.mesh = mesh
+        self.uncertainty = uncertainty
         n_dev = mesh.devices.size
         self.batch_size = max(n_dev, -(-batch_size // n_dev) * n_dev)
-        fn = functools.partial(_predict, model=model, tta=tta, non_square=non_square)
+        fn = functools.partial(_predict, model=model, tta=tta, non_square=non_square,
+                               with_std=uncertainty)
         self._fn = jax.jit(fn, in_shardings=(replicated(mesh), batch_sharding(mesh)),
                            out_shardings=replicated(mesh))
 
     def __call__(self, variables: Any, images: np.ndarray) -> np.ndarray:
         """Probabilities for a host batch `images` (n, H, W, C) of any n (same on every host)."""
-        out = []
+        return self.predict(variables, images)[0]
+
+    def predict(self, variables: Any, images: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities, TTA uncertainty (n, H, W) or None without `uncertainty`)."""
+        probs, stds = [], []
         for start in range(0, len(images), self.batch_size):
             chunk = np.asarray(images[start:start + self.batch_size], np.float32)
             n = len(chunk)
             if n < self.batch_size:  # pad with copies so every call has the same shape
                 pad = np.repeat(chunk[-1:], self.batch_size - n, axis=0)
                 chunk = np.concatenate([chunk, pad])
-            out.append(np.asarray(self._fn(variables, self._shard(chunk)))[:n])
-        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+            out = self._fn(variables, self._shard(chunk))
+            if self.uncertainty:
+                out, std = out
+                stds.append(np.asarray(std)[:n])
+            probs.append(np.asarray(out)[:n])
+        if not probs:
+            return np.zeros((0,), np.float32), None
+        return np.concatenate(probs), (np.concatenate(stds) if self.uncertainty else None)
 
     def _shard(self, chunk: np.ndarray) -> jax.Array:
         # Every host holds the whole chunk; each contributes the rows of its own devices.
@@ -208,11 +236,20 @@ class BatchPredictor:
 def predict_records(predictor: BatchPredictor, variables: Any,
                     records: Iterable[dict[str, Any]]) -> Iterable[tuple[dict[str, Any], np.ndarray]]:
     """(record, probabilities at the record's original size) in record order; records carry
-    their normalised model-size input as 'model_image' (see `data.pipeline.build_eval_records`)."""
+    their normalised model-size input as 'model_image' (see `data.pipeline.build_eval_records`).
+    A predictor with `uncertainty` adds the TTA uncertainty at the record's size to (a copy of)
+    the record as 'uncertainty' (float32 (H, W))."""
     for group in iterate_in_groups(records, predictor.batch_size):
-        probs = predictor(variables, np.stack([r['model_image'] for r in group]))
-        for record, p in zip(group, probs):
+        images = np.stack([r['model_image'] for r in group])
+        if getattr(predictor, 'uncertainty', False):
+            probs, stds = predictor.predict(variables, images)
+        else:
+            probs, stds = predictor(variables, images), None
+        for index, (record, p) in enumerate(zip(group, probs)):
             h, w = record['label'].shape[:2] if 'label' in record else record['image'].shape[:2]
+            if stds is not None:
+                std = resize_probs(stds[index][..., None], (h, w))[..., 0]
+                record = {**record, 'uncertainty': np.maximum(np.asarray(std), 0.0)}
             yield record, np.asarray(resize_probs(p, (h, w)))
 
 

@@ -1,8 +1,11 @@
 """What eval.py does: load a trained or converted model, score a split with the task's metrics
-(tables, metrics.json, per-image CSV, PNG figures), or predict masks for a folder of images."""
+(tables, metrics.json, per-image CSV, PNG figures with the TTA uncertainty, the browsable
+index.html), or predict masks for a folder of images."""
 from __future__ import annotations
 
 import functools
+import io
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,11 +24,15 @@ from cenet_jax.data.decode import read_image
 from cenet_jax.data.errors import DataError
 from cenet_jax.data.transforms import model_image, normalize
 from cenet_jax.errors import ConfigError
+from cenet_jax.disk import write_atomic
+from cenet_jax.evaluation.html_report import write_html_report
 from cenet_jax.evaluation.predict import (BatchPredictor, as_record_stream, predict_full_image,
                                           predict_records)
 from cenet_jax.evaluation.reports import format_table, write_metrics_json, write_per_image_csv
 from cenet_jax.evaluation.scoring import evaluate_records
-from cenet_jax.evaluation.tta import resolve_tta
+from cenet_jax.evaluation.tta import TTA_VIEW_COUNTS, resolve_tta
+from cenet_jax.figures import save_training_curves
+from cenet_jax.logging import read_metrics
 from cenet_jax.exported import load_exported
 from cenet_jax.losses import predict_classes
 from cenet_jax.models import build_model
@@ -110,11 +117,33 @@ def provenance_lines(info: Any) -> list[str]:
     return info.lines() if info is not None else []
 
 
+def keeps_uncertainty(config: ml_collections.ConfigDict, tta_run: str) -> bool:
+    """Whether eval.py keeps the TTA uncertainty: `config.eval.uncertainty` (default on), with
+    more than one view, predicting whole images resized (`eval.mode='resize'`)."""
+    wanted = bool(config.eval.get('uncertainty', True))
+    if wanted and config.eval.mode != 'resize':
+        log.info('TTA uncertainty is kept with eval.mode=resize only (this is %r)', config.eval.mode)
+    return wanted and tta_run != 'none' and config.eval.mode == 'resize'
+
+
+def write_training_curves(workdir: str | Path | None, out_dir: Path) -> str | None:
+    """`<out_dir>/curves.png` from the run's metrics.jsonl (its name, or None without one)."""
+    if workdir is None or not (Path(workdir) / 'metrics.jsonl').is_file():
+        return None
+    return 'curves.png' if save_training_curves(out_dir / 'curves.png',
+                                                read_metrics(Path(workdir) / 'metrics.jsonl')) \
+        else None
+
+
 def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variables: Any, mesh,
-                   out_dir: str | Path, *, split: str, tta: str, source: str = '') -> str:
-    """Score `split` ('train' | 'val' | 'test' | 'all'); write metrics.json, per_image.csv and
-    figures/ under `out_dir`; return the paper-style table (also written as table.txt), which
-    starts with what was scored (dataset, where the split's images come from, the FOV)."""
+                   out_dir: str | Path, *, split: str, tta: str, source: str = '',
+                   workdir: str | Path | None = None) -> str:
+    """Score `split` ('train' | 'val' | 'test' | 'all'); write metrics.json, per_image.csv,
+    figures/ (with the TTA uncertainty panel; `eval.save_uncertainty`: its maps in
+    uncertainty/<id>.npy) and the browsable index.html (with the run's training curves when
+    `workdir` is given) under `out_dir`; return the paper-style table (also written as
+    table.txt), which starts with what was scored (dataset, the split's images, the FOV).
+    Every file is written whole; a full disk stops with a DiskFullError naming the folder."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tta_run = resolve_tta(tta, *tuple(config.data.image_size), config.eval.non_square)
@@ -122,25 +151,36 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
     provenance = provenance_lines(records.info)
     for line in provenance:
         log.info('%s', line)
+    uncertainty = keeps_uncertainty(config, tta_run)
     predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
-                               batch_size=config.eval.batch_size)
+                               batch_size=config.eval.batch_size, uncertainty=uncertainty)
     stream, probs_of = as_record_stream(record_probabilities(predictor, variables, records, config))
     paper_key = config.eval.paper_key or None
     primary = jax.process_index() == 0
+    figures = primary and config.eval.figures
     result = evaluate_records(
         stream, probs_of, task=config.eval.task, paper_key=paper_key,
         threshold=float(config.eval.threshold),
         cell_thresholds=tuple(float(t) for t in config.eval.get('cell_thresholds', ())),
-        figure_dir=out_dir / 'figures' if primary and config.eval.figures else None,
+        figure_dir=out_dir / 'figures' if figures else None,
+        uncertainty_dir=out_dir / 'uncertainty' if primary and uncertainty
+        and config.eval.get('save_uncertainty', False) else None,
         extra_settings={'split': split, 'tta': tta, 'tta_run': tta_run, 'mode': config.eval.mode,
-                        'source': source, 'provenance': provenance,
+                        'tta_views': TTA_VIEW_COUNTS.get(tta_run, 1), 'source': source,
+                        'provenance': provenance,
                         **(records.info.as_dict() if records.info is not None else {})})
     table = format_table(result) + f'\nTTA requested {tta}, run as {tta_run} ' \
         f'(model input {config.data.image_size[0]}x{config.data.image_size[1]})'
     if primary:
         write_metrics_json(result, out_dir / 'metrics.json')
         write_per_image_csv(result, out_dir / 'per_image.csv')
-        (out_dir / 'table.txt').write_text(table + '\n')
+        write_atomic(out_dir / 'table.txt', table + '\n')
+        page = write_html_report(
+            out_dir, result, title=f'{config.data.name} {split}: {config.eval.task}, TTA {tta_run}',
+            config=json.loads(config.to_json_best_effort()),
+            curves=write_training_curves(workdir, out_dir),
+            figures_dir='figures' if figures else None, source=source)
+        log.info('report page: %s', page)
     return table
 
 
@@ -179,7 +219,9 @@ def write_masks(pairs, output_dir: str | Path, threshold: float) -> list[Path]:
         mask = (classes * 255).astype(np.uint8) if probs.shape[-1] == 1 else classes.astype(np.uint8)
         path = out / f'{record["id"]}.png'
         if jax.process_index() == 0:
-            Image.fromarray(mask).save(path)
+            buffer = io.BytesIO()
+            Image.fromarray(mask).save(buffer, format='PNG')
+            write_atomic(path, buffer.getvalue())
         written.append(path)
     return written
 

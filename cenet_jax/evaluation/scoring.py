@@ -14,16 +14,25 @@ III, VI) and its DRIVE Table II values round to the Table VI means (0.9545 -> 0.
 pooled scores are printed as well because DRIVE papers often pool over all FOV pixels.
 The authors' script scores all pixels of the image, not the FOV; the DRIVE convention
 (and our default, ``use_fov=True``) is the FOV.
+
+TTA uncertainty: a record that carries ``'uncertainty'`` (the per-pixel std of the TTA views'
+probabilities, see `evaluation.predict`) adds two per-image scores, ``uncertainty`` (its mean
+over the scored pixels) and ``uncertainty_auc`` (how well it ranks the wrongly classified
+pixels above the right ones: the AUC of std against error, NaN for an image without errors),
+and the pooled `EvalResult.uncertainty`: that AUC over all scored pixels of the set, from a
+2^16-bin histogram of the std (its largest possible deviation from the exact AUC is reported).
 """
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from cenet_jax.disk import write_atomic
 from cenet_jax.evaluation.tasks import TASKS
 from cenet_jax.figures import save_prediction_figure
 from cenet_jax.losses import predict_classes
@@ -46,6 +55,7 @@ class PooledState:
     histogram: ScoreHistogram | None = None
     boundary_sums: np.ndarray | None = None      # (B,) float64 sum of |error|
     boundary_counts: np.ndarray | None = None    # (B,) int64 annotated columns
+    uncertainty: ScoreHistogram | None = None    # TTA std / UNCERTAINTY_MAX, positives = errors
 
     def merge(self, other: PooledState) -> PooledState:
         """The sum of two states of the same task and settings."""
@@ -56,7 +66,8 @@ class PooledState:
             scores=join(self.scores, other.scores, ScoreSet.merge),
             histogram=join(self.histogram, other.histogram, ScoreHistogram.merge),
             boundary_sums=join(self.boundary_sums, other.boundary_sums, np.add),
-            boundary_counts=join(self.boundary_counts, other.boundary_counts, np.add))
+            boundary_counts=join(self.boundary_counts, other.boundary_counts, np.add),
+            uncertainty=join(self.uncertainty, other.uncertainty, ScoreHistogram.merge))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +107,48 @@ class EvalResult:
         if kind == 'oct' and self.state.boundary_sums is not None:
             return _boundary_scores(mae_from_sums(self.state.boundary_sums, self.state.boundary_counts))
         return {}
+
+
+    @property
+    def uncertainty(self) -> dict[str, float]:
+        """Pooled TTA uncertainty against errors, over every scored pixel: `pixel_auc` (AUC of
+        the per-pixel std against the per-pixel error), its bound `pixel_auc_max_error`, the
+        mean std of the wrong and of the right pixels, `wrong_in_top_5pct` (the share of the
+        wrong pixels among the 5 % most uncertain ones), and the pixel counts; {} without it."""
+        hist = self.state.uncertainty
+        if hist is None:
+            return {}
+        centres = (np.arange(hist.positives.size) + 0.5) / hist.positives.size * UNCERTAINTY_MAX
+        wrong, right = int(hist.positives.sum()), int(hist.negatives.sum())
+        # The share of the wrong pixels among the most uncertain 5 % (from the top bin down).
+        flagged = np.cumsum((hist.positives + hist.negatives)[::-1])
+        top = int(np.searchsorted(flagged, TOP_FRACTION * (wrong + right)))
+        caught = int(hist.positives[::-1][:top + 1].sum())
+        return {'pixel_auc': hist.auc(), 'pixel_auc_max_error': hist.max_error(),
+                'mean_std_wrong': float(centres @ hist.positives / wrong) if wrong else float('nan'),
+                'mean_std_right': float(centres @ hist.negatives / right) if right else float('nan'),
+                'wrong_in_top_5pct': caught / wrong if wrong else float('nan'),
+                'wrong_pixels': wrong, 'pixels': wrong + right}
+
+
+UNCERTAINTY_MAX = 0.5   # the largest std of values in [0, 1]: the histogram's range
+TOP_FRACTION = 0.05     # `wrong_in_top_5pct`: the errors among this fraction of most uncertain pixels
+
+
+def _uncertainty_row(std: np.ndarray, pred: np.ndarray, record: Record, mask: np.ndarray | None,
+                     state: PooledState) -> tuple[dict[str, float], PooledState]:
+    """Per-image TTA uncertainty scores and the pooled histogram with this image added."""
+    std = np.asarray(std, np.float32)
+    if std.shape != pred.shape:
+        raise ValueError(f"record {record['id']!r}: 'uncertainty' must be (H, W) like the label, "
+                         f'got {std.shape}')
+    wrong = pred != np.asarray(record['label'])
+    inside = np.ones(std.shape, bool) if mask is None else np.asarray(mask, bool)
+    row = {'uncertainty': float(std[inside].mean()) if inside.any() else float('nan'),
+           'uncertainty_auc': auc(std, wrong, inside)}
+    scaled = np.clip(std / UNCERTAINTY_MAX, 0.0, 1.0)
+    hist = (state.uncertainty or ScoreHistogram.empty()).add(scaled, wrong, inside)
+    return row, dataclasses.replace(state, uncertainty=hist)
 
 
 def _foreground_probability(probs: np.ndarray, record_id: str) -> np.ndarray:
@@ -187,6 +240,7 @@ def evaluate_records(records: Iterable[Record], predict_probs_fn: Callable[[Reco
                      use_fov: bool = True, pooled_auc: str = 'exact', membrane_class: int = 1,
                      cell_thresholds: Sequence[float] = (),
                      figure_dir: str | Path | None = None,
+                     uncertainty_dir: str | Path | None = None,
                      extra_settings: Mapping[str, Any] | None = None) -> EvalResult:
     """Scores of every record and of the whole set for ``task`` (see module docstring).
 
@@ -194,7 +248,8 @@ def evaluate_records(records: Iterable[Record], predict_probs_fn: Callable[[Reco
     ``p > threshold`` (K = 1) or argmax. Binary tasks score inside ``record['fov']`` when
     ``use_fov``; 'vessel' adds AUC (its pooled form: 'exact', 'histogram' or 'none'). 'cell' scores
     label ``membrane_class`` as membrane and, given ``cell_thresholds``, also sweeps the
-    membrane probability (challenge protocol). ``figure_dir``: one PNG per record.
+    membrane probability (challenge protocol). ``figure_dir``: one PNG per record (with an
+    uncertainty panel when the record carries one); ``uncertainty_dir``: its map as ``<id>.npy``.
     ``extra_settings`` (JSON-able, e.g. the TTA mode or checkpoint step) are kept with the result.
     """
     if task not in TASKS:
@@ -223,13 +278,23 @@ def evaluate_records(records: Iterable[Record], predict_probs_fn: Callable[[Reco
                             cell_thresholds=cell_thresholds)
         else:
             row, state = _oct_row_scores(probs, pred, record, state=state)
+        std = record.get('uncertainty')
+        if std is not None:
+            mask = record.get('fov') if use_fov and spec.kind == 'binary' else None
+            extra, state = _uncertainty_row(std, pred, record, mask, state)
+            row = {**row, **extra}
         rows.append({'id': record_id, **row})
         if figure_dir is not None:
-            Path(figure_dir).mkdir(parents=True, exist_ok=True)
             fov = record.get('fov') if use_fov else None
             save_prediction_figure(Path(figure_dir) / figure_file_name(record_id), record['image'],
                                    np.asarray(record['label']), pred, probs=probs, fov=fov,
-                                   fov_derived=record.get('fov_source') == 'derived')
+                                   fov_derived=record.get('fov_source') == 'derived',
+                                   uncertainty=std)
+        if uncertainty_dir is not None and std is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(std, np.float32))
+            write_atomic(Path(uncertainty_dir) / (figure_file_name(record_id)[:-4] + '.npy'),
+                         buffer.getvalue())
     settings = {'threshold': threshold, 'use_fov': use_fov, 'pooled_auc': auc_mode,
                 'membrane_class': membrane_class, 'cell_thresholds': list(cell_thresholds),
                 **(extra_settings or {})}

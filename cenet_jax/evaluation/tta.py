@@ -27,6 +27,9 @@ _VIEWS = {
 }
 
 
+TTA_VIEW_COUNTS = {'d8': 8, 'd8_pad': 8, 'flips': 4, 'none': 1}   # by the mode actually run
+
+
 def _to_view(x: jax.Array, rotate: bool, flip: tuple[int, ...]) -> jax.Array:
     x = jnp.rot90(x, 1, axes=(1, 2)) if rotate else x
     return jnp.flip(x, flip) if flip else x

@@ -7,6 +7,7 @@ run's config.json (cenet_jax/run_config.py).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -34,7 +35,9 @@ from cenet_jax.losses import predict_classes, segmentation_loss
 from cenet_jax.models import build_model
 from cenet_jax.training.accumulate import check_grad_accum
 from cenet_jax.training.ema import check_ema_decay
+from cenet_jax.training.flops import peak_flops_per_device, train_step_flops
 from cenet_jax.training.param_groups import parse_rules, summarize_groups
+from cenet_jax.training.profiling import StepProfiler, parse_profile_steps
 from cenet_jax.training.state import TrainState, create_train_state, learning_rate_schedule, make_optimizer
 from cenet_jax.training.step import train_step
 
@@ -59,6 +62,45 @@ def make_loss_fn(loss_cfg: ml_collections.ConfigDict):
     return functools.partial(segmentation_loss, kind=loss_cfg.kind, class_weights=weights,
                              denominator=loss_cfg.denominator, smooth=float(loss_cfg.smooth),
                              reduction=loss_cfg.reduction)
+
+
+def make_step(config: ml_collections.ConfigDict, model: nn.Module, tx, *,
+              grad_accum_steps: int | None = None):
+    """`train_step` with the model, optimizer, loss and EMA settings of `config` bound."""
+    return functools.partial(
+        train_step, model=model, tx=tx, loss_fn=make_loss_fn(config.loss),
+        use_mask=config.loss.use_fov_mask,
+        grad_accum_steps=int(config.grad_accum_steps if grad_accum_steps is None
+                             else grad_accum_steps),
+        ema_decay=float(config.ema_decay), ema_warmup=bool(config.ema_warmup))
+
+
+def step_flops(config: ml_collections.ConfigDict, tx, state: TrainState,
+               batch: dict[str, Any]) -> float | None:
+    """FLOPs of one training step on this batch shape (training/flops.py: the XLA form of the
+    step, lowered once per process and config; gradient accumulation counted as one pass)."""
+    shapes = {k: (tuple(v.shape), str(v.dtype)) for k, v in batch.items()}
+    key = json.dumps([run_config.as_json(config.model), run_config.as_json(config.loss),
+                      run_config.as_json(config.optim), float(config.ema_decay),
+                      bool(config.ema_warmup), sorted(shapes.items())], default=str)
+    return train_step_flops(lambda model: make_step(config, model, tx, grad_accum_steps=1),
+                            config.model, state, batch, cache_key=key)
+
+
+def peak_flops(config: ml_collections.ConfigDict, mesh) -> float | None:
+    """Peak FLOP/s of the mesh's devices together (for MFU); None on CPU or unknown devices."""
+    per_device = peak_flops_per_device(mesh.devices.flat[0],
+                                       float(config.get('peak_tflops', 0.0) or 0.0))
+    return None if per_device is None else per_device * mesh.devices.size
+
+
+@contextlib.contextmanager
+def _stopping(profiler: StepProfiler):
+    """Ends a running profiler trace however the loop ends."""
+    try:
+        yield
+    finally:
+        profiler.stop()
 
 
 def initial_state(model: nn.Module, config: ml_collections.ConfigDict, tx, mesh) -> TrainState:
@@ -166,17 +208,7 @@ def validate(state: TrainState, predictor: BatchPredictor, records: Any,
 
 def save_curves(workdir: Path) -> None:
     """`curves.png`: training loss and validation metrics against steps."""
-    records = read_metrics(workdir / 'metrics.jsonl')
-    series: dict[str, tuple[list[int], list[float]]] = {}
-    for r in records:
-        for k, v in r.items():
-            if (k == 'train_loss' or k.startswith('val_')) and isinstance(v, (int, float)) \
-                    and math.isfinite(v):
-                series.setdefault(k, ([], []))
-                series[k][0].append(r['step'])
-                series[k][1].append(v)
-    if series:
-        figures.save_curve_png(workdir / 'curves.png', [], series, title='training curves')
+    figures.save_training_curves(workdir / 'curves.png', read_metrics(workdir / 'metrics.jsonl'))
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -207,7 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
             run_config.check_resume_config(config, workdir, write=primary)
         return _train(config, workdir, ckpt, mesh, stop_at_step)
     finally:
-        ckpt.close()   # pending saves reach the disk, on errors too
+        ckpt.close()   # pending saves reach the disk, on errors too (a failed one: removed)
 
 
 def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, mesh,
@@ -239,11 +271,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
 
     state_sharding = parallel.replicated(mesh)
     step_fn = jax.jit(
-        functools.partial(train_step, model=model, tx=tx, loss_fn=make_loss_fn(config.loss),
-                          use_mask=config.loss.use_fov_mask,
-                          grad_accum_steps=int(config.grad_accum_steps),
-                          ema_decay=float(config.ema_decay), ema_warmup=bool(config.ema_warmup)),
-        in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
+        make_step(config, model, tx), in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
         out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
 
     val_records = None
@@ -255,7 +283,10 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
                                    non_square=config.eval.non_square,
                                    batch_size=config.eval.batch_size)
 
-    logger = MetricsLogger(workdir, total_steps, enabled=primary)
+    logger = MetricsLogger(workdir, total_steps, enabled=primary,
+                           peak_flops=peak_flops(config, mesh))
+    profiler = StepProfiler(parse_profile_steps(config.get('profile_steps', ()), total_steps),
+                            workdir)
     step = int(state.step)
     log.info('training %s for %d steps (%d per epoch, %d examples), global batch %d over %d '
              'device(s) on %d host(s)', config.model.architecture, total_steps, steps_per_epoch,
@@ -265,25 +296,30 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
                  config.ema_decay, ', with warmup' if config.ema_warmup else '')
     pending: list[tuple[int, dict[str, Any]]] = []
     first_step_done = False
-    with _Preemption() as preemption:
+    with _Preemption() as preemption, _stopping(profiler):
         while step < total_steps:
             batch = parallel.global_batch(next(train_iter), mesh)
+            profiler.before_step(step + 1)
             state, metrics = step_fn(state, batch)
             step += 1
             pending.append((step, metrics))
+            if profiler.after_step(step, metrics):
+                logger.start_clock(step)   # writing the trace is not training time
             if not first_step_done:  # keep compilation out of the throughput/ETA clock
                 jax.block_until_ready(metrics)
+                logger.flops_per_step = step_flops(config, tx, state, batch)
                 logger.start_clock(step)
                 first_step_done = True
             last = step == total_steps
             if step % config.log_every_steps == 0 or last:
                 means = _drain(pending, ckpt)
+                ckpt.check()   # a background save that ran out of disk stops the run now
                 lr = float(schedule(step - 1))
-                line, ips = logger.progress_line(step, step / steps_per_epoch, means['loss'], lr,
-                                                 config.batch_size)
+                line, rates = logger.progress_line(step, step / steps_per_epoch, means['loss'],
+                                                   lr, config.batch_size)
                 logger.write(step, {'train_loss': means['loss'], 'grad_norm': means['grad_norm'],
-                                    'lr': lr, 'epoch': step / steps_per_epoch,
-                                    'images_per_sec': ips}, console=line)
+                                    'lr': lr, 'epoch': step / steps_per_epoch, **rates},
+                             console=line)
             if predictor is not None and (step % config.eval_every_steps == 0 or last):
                 _drain(pending, ckpt)
                 t0 = time.perf_counter()

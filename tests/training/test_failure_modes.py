@@ -234,3 +234,42 @@ def test_safe_and_locked_fields():
 
 def test_checkpoint_errors_are_project_errors():
     assert issubclass(CheckpointError, CenetError)
+
+
+# ------------------------------------------------------------------ a full disk
+
+def test_training_on_a_full_disk_stops_with_one_error_and_resumes_once_space_is_freed(
+        trained_run, tmp_path, capfd, monkeypatch):
+    """The workdir on a small tmpfs with less room than a checkpoint; orbax runs out of space
+    while writing step 6 (the size check is bypassed: the harder case, with TensorStore's
+    pending writes): one error, exit status 2, checkpoints 2 and 4 as they were, no half-written
+    folder, and the same command resumes from step 4 once the disk is larger."""
+    from cenet_jax.disk import folder_bytes
+    from tests.small_disk import grow, small_disk
+
+    size = folder_bytes(trained_run)
+    step_bytes = folder_bytes(trained_run / 'checkpoints' / 'latest' / '4')
+    with small_disk(tmp_path / 'disk', size + step_bytes // 2) as root:
+        workdir = Path(shutil.copytree(trained_run, root / 'run'))
+        before = snapshot(workdir / 'checkpoints')
+        config = run_config_of_the_fixture()
+        config.num_train_steps, config.eval_every_steps = 6, 0   # allowed changes on resume
+        monkeypatch.setattr(Checkpoints, '_expected_bytes', lambda self: None)
+        capfd.readouterr()
+        status = cli.report_errors(lambda: loop.train_and_evaluate(config, workdir))
+        err = capfd.readouterr().err
+        assert status == 2, err[-3000:]
+        errors = [line for line in err.splitlines() if line.startswith('error: ')]
+        assert errors == [line for line in errors if 'saving checkpoint step 6' in line], err
+        assert len(errors) == 1 and 'Traceback' not in err and 'Event loop is closed' not in err
+        assert f'the disk of {workdir / "checkpoints" / "latest"} is full' in errors[0]
+        assert 'intact (latest: steps 2, 4; best: step 4)' in errors[0]
+        assert 'resumes from step 4' in errors[0]
+        assert snapshot(workdir / 'checkpoints') == before
+        monkeypatch.undo()
+        grow(root, size + 3 * step_bytes)
+        state = loop.train_and_evaluate(config, workdir)
+        assert int(state.step) == 6
+        ckpt = Checkpoints(workdir, read_only=True)
+        assert sorted(ckpt.latest.all_steps()) == [2, 4, 6]
+        ckpt.close()

@@ -72,6 +72,12 @@ def test_eval_cli_end_to_end(trained_demo, tmp_path):
     assert summary['num_images'] == 3 and summary['settings']['tta'] == 'd8'
     assert len((out / 'per_image.csv').read_text().strip().splitlines()) == 4
     assert len(list((out / 'figures').glob('*.png'))) == 3
+    header = (out / 'per_image.csv').read_text().splitlines()[0]
+    assert header.endswith(',uncertainty,uncertainty_auc')          # TTA uncertainty kept
+    assert summary['uncertainty']['pixels'] > 0 and 'TTA uncertainty' in run.stdout
+    page = (out / 'index.html').read_text()                          # the report page
+    assert page.count('<tr><td data-value="synthetic_disc/test/') == 3
+    assert 'src="curves.png"' in page and (out / 'curves.png').is_file()
 
     images = tmp_path / 'new_images'
     images.mkdir()
