@@ -4,15 +4,19 @@ wall time and hardware.
 
   python experiments/results.py drive    --data ../shared/datasets/DRIVE
   python experiments/results.py isbi     --data ../shared/datasets/ISBI2012_EM [--folds 5]
-  python experiments/results.py ablation --data ../shared/datasets/DRIVE [--spread-seeds 1,2]
+  python experiments/results.py ablation --data ../shared/datasets/DRIVE [--spread-seeds 3,4]
+  python experiments/results.py levers   --data ../shared/datasets/DRIVE   (recipe choices, on held-out
+                                                                            training images)
   python experiments/results.py repro    --data ../shared/datasets/DRIVE
-  python experiments/results.py recipe   --data ../shared/datasets/DRIVE
+  python experiments/results.py precision --data ../shared/datasets/DRIVE   (float32 vs bfloat16)
   python experiments/results.py drive_on_chase_db1 --data /data/CHASE_DB1   (scores the drive run;
   python experiments/results.py drive_on_stare     --data /data/STARE        see cross_dataset.py)
 
 Every run goes through the real `train.py` and `eval.py` (one process each). Training never sees
 the test split (the CPU configs train on all training images with validation off), and the
-*last* checkpoint is scored. A run's workdir is named after what defines it (config, variant,
+*last* checkpoint is scored. Tables with seeds add the mean ± std over seeds and the paired
+per-seed comparison (seed_stats.py); tables with `threshold_split` also score at the accuracy
+threshold chosen on training or validation images (threshold.py). A run's workdir is named after what defines it (config, variant,
 seed, steps, overrides), so tables that share a run share its workdir, and an interrupted table
 resumes where it stopped: finished runs are neither retrained nor rescored (`--fresh` retrains).
 Results go to --out (default docs/results):
@@ -43,6 +47,9 @@ from cenet_jax import figures  # noqa: E402  (after the path set-up, like bench/
 from cenet_jax.evaluation.tasks import TASKS  # noqa: E402
 from cenet_jax.logging import read_metrics  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import seed_stats  # noqa: E402  (experiments/ is not a package)
+
 PAPER_NOTE = ('The paper\'s numbers use an ImageNet-pretrained ResNet-34 encoder and 100 epochs on a '
               'GPU; ours start from random weights (ImageNet weights cannot be downloaded here).')
 
@@ -55,6 +62,7 @@ class Run:
     seed: int = 0
     overrides: tuple[str, ...] = ()
     repeat: int = 0          # > 0: a separate workdir for the same run (reproducibility check)
+    steps: int = 0           # > 0: this run's num_train_steps (over the table's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,32 +75,55 @@ class Table:
     steps: int = 0           # > 0: overrides the config's num_train_steps for every run
     paper_rows: tuple[str, ...] = ()
     paper_table: tuple[str, str] = ('vessel', 'DRIVE')   # (task, paper key) of evaluation.tasks.TASKS
+    split: str = 'test'      # the split eval.py scores ('val': runs trained with data.val_fraction > 0)
+    threshold_split: str = ''   # 'train' / 'val': also score at the accuracy threshold chosen there
 
 
 # Run order: the comparisons the ablation is about first (CE-Net against Backbone and U-Net).
 ABLATION_VARIANTS = (('CE-Net', 'cenet'), ('Backbone', 'backbone'), ('U-Net', 'unet'),
                      ('Backbone+DAC', 'backbone_dac'), ('Backbone+RMP', 'backbone_rmp'))
-SHORT_BUDGET = 300           # steps of every ablation / repro / recipe run (same budget for all)
+ABLATION_SEEDS = (0, 1, 2)   # seed-major: every variant at seed 0 first, so pairs grow seed by seed
+SHORT_BUDGET = 300           # steps of every repro run
+# bf16 compute with float32 parameters, optimizer state, BatchNorm statistics and loss: 2x faster
+# on this CPU and within 0.003 AUC of float32 on DRIVE (the 'precision' table).
+BF16 = ('model.dtype=bfloat16',)
+# The recipe levers are chosen on 4 of the 20 DRIVE training images (a seeded 20 % holdout); the
+# model trains on the other 16, and the accuracy threshold is chosen on those 16.
+LEVER_BASE = BF16 + ('data.val_fraction=0.2',)
+LEVERS = (Run('CPU recipe: Dice + CE, 1000 steps, 192 px patches of 576 px, lr 1e-3', overrides=LEVER_BASE),
+          Run('loss: Dice (the paper\'s)', overrides=LEVER_BASE + ('loss.kind=dice',)),
+          Run('loss: cross-entropy', overrides=LEVER_BASE + ('loss.kind=ce',)),
+          Run('lr 2e-3', overrides=LEVER_BASE + ('optim.lr=0.002',)),
+          Run('resolution 768 px (patches 192)', overrides=LEVER_BASE + ('data.image_size=(768, 768)',)),
+          Run('patches 256 px', overrides=LEVER_BASE + ('data.crop_size=(256, 256)',)),
+          Run('3000 steps', overrides=LEVER_BASE, steps=3000))
 
 TABLES = {
     'drive': Table('DRIVE retinal vessels (paper Table II)', 'configs/drive_cpu.py',
                    (Run('CE-Net'),), paper_rows=('CE-Net', 'Backbone', 'U-Net')),
-    'isbi': Table('ISBI 2012 EM membranes (paper Table IV)', 'configs/isbi_cpu.py',
-                  (Run('CE-Net'),), paper_rows=('CE-Net', 'Backbone', 'U-Net'),
+    'isbi': Table('ISBI 2012 EM membranes (paper Table IV), bf16 compute', 'configs/isbi_cpu.py',
+                  (Run('CE-Net', overrides=BF16),), paper_rows=('CE-Net', 'Backbone', 'U-Net'),
                   paper_table=('cell', 'ISBI2012')),
-    'ablation': Table('Table VI ablation on DRIVE at the CPU recipe', 'configs/drive_cpu.py',
-                      tuple(Run(label, variant) for label, variant in ABLATION_VARIANTS),
-                      tta=('d8',), steps=SHORT_BUDGET,
+    'ablation': Table('Table VI ablation on DRIVE at the CPU recipe (1000 steps, bf16 compute), 3 seeds',
+                      'configs/drive_cpu.py',
+                      tuple(Run(label, variant, seed, BF16) for seed in ABLATION_SEEDS
+                            for label, variant in ABLATION_VARIANTS),
+                      tta=('d8',),
                       paper_rows=('U-Net', 'Backbone', 'Backbone + DAC with atrous', 'Backbone + RMP', 'CE-Net'),
                       paper_table=('vessel', 'DRIVE-ablation')),
+    'levers': Table('DRIVE recipe levers, one at a time from the CPU recipe, scored on 4 held-out '
+                    'training images (bf16 compute)', 'configs/drive_cpu.py',
+                    LEVERS,
+                    tta=('d8',), split='val', threshold_split='train'),
     'repro': Table('Same recipe, same seed, twice', 'configs/drive_cpu.py',
                    (Run('CE-Net, first run'), Run('CE-Net, second run', repeat=1)),
                    tta=('d8',), steps=SHORT_BUDGET),
-    'recipe': Table('The CPU recipe\'s loss on DRIVE (192 px patches of 576 px)', 'configs/drive_cpu.py', (
-        Run('Dice + CE (the CPU recipe)'),
-        Run('Dice (the paper\'s loss)', overrides=('loss.kind=dice',)),
-        Run('cross-entropy only', overrides=('loss.kind=ce',)),
-    ), tta=('d8',), steps=SHORT_BUDGET),
+    'precision': Table('float32 against bfloat16 compute, DRIVE CPU recipe, same seed',
+                       'configs/drive_cpu.py', (
+                           Run('float32'),
+                           Run('bfloat16 (float32 parameters, statistics and loss)',
+                               overrides=('model.dtype=bfloat16',)),
+                       ), tta=('d8',)),
 }
 METRIC_NAMES = {'sen': 'Sen', 'acc': 'Acc', 'auc': 'AUC', 'v_rand': 'V_Rand', 'v_info': 'V_Info'}
 
@@ -101,8 +132,15 @@ def slug(text: str) -> str:
     return re.sub(r'[^A-Za-z0-9.]+', '-', text).strip('-').lower()
 
 
+def run_steps(table: Table, run: Run) -> int:
+    """A run's training steps: its own, else the table's (0: the config's)."""
+    return run.steps or table.steps
+
+
 def workdir_name(table: Table, run: Run, steps: int) -> str:
-    """Workdir name from what defines a run, so identical runs of different tables share it."""
+    """Workdir name from what defines a run, so identical runs of different tables share it.
+    `steps`: the table's budget (a run's own `steps` wins)."""
+    steps = run.steps or steps
     parts = [Path(table.config).stem, run.variant, f's{run.seed}', f'{steps or "default"}steps']
     parts += [slug(o) for o in run.overrides]
     if run.repeat:
@@ -111,6 +149,8 @@ def workdir_name(table: Table, run: Run, steps: int) -> str:
 
 
 def train_command(table: Table, run: Run, workdir: Path, data: str, steps: int) -> list[str]:
+    """train.py's command line for `run` (`steps`: the table's budget; a run's own wins)."""
+    steps = run.steps or steps
     command = [sys.executable, 'train.py', f'--config={table.config}:variant={run.variant}',
                f'--workdir={workdir}', f'--config.data.root={data}', f'--config.seed={run.seed}']
     if steps:
@@ -118,10 +158,22 @@ def train_command(table: Table, run: Run, workdir: Path, data: str, steps: int) 
     return command + [f'--config.{o}' for o in run.overrides]
 
 
-def eval_command(workdir: Path, tta: str) -> list[str]:
+def eval_command(workdir: Path, tta: str, split: str = 'test', threshold: float | None = None) -> list[str]:
+    """eval.py's command line: the last checkpoint on `split`, at `threshold` (None: the config's)."""
+    folder = f'{split}_{tta}' + ('' if threshold is None else f'_t{threshold:.2f}')
     command = [sys.executable, 'eval.py', f'--workdir={workdir}', '--checkpoint=latest', f'--tta={tta}',
-               f'--output_dir={workdir / "eval" / f"test_{tta}"}']
-    return command + ([] if tta == 'd8' else ['--config.eval.figures=False'])
+               f'--output_dir={workdir / "eval" / folder}']
+    if split != 'test':
+        command.append(f'--split={split}')
+    if threshold is not None:
+        command.append(f'--config.eval.threshold={threshold:.2f}')
+    return command + ([] if tta == 'd8' and threshold is None else ['--config.eval.figures=False'])
+
+
+def threshold_command(workdir: Path, split: str, tta: str) -> list[str]:
+    """experiments/threshold.py's command line: the accuracy threshold chosen on `split`."""
+    return [sys.executable, 'experiments/threshold.py', f'--workdir={workdir}', f'--split={split}',
+            f'--tta={tta}']
 
 
 def run_logged(command: list[str], log_path: Path) -> float:
@@ -233,13 +285,13 @@ def format_value(value: float | None, std: float | None = None) -> str:
 
 def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
     """The table's report: provenance, our rows (per TTA mode), the paper's rows, figures."""
-    metrics = [m for m in METRIC_NAMES if any(m in r['evals'].get(t, {}).get('scores', {})
-                                              for r in result['rows'] for t in table.tta)]
+    metrics = [m for m in METRIC_NAMES if any(m in scored.get('scores', {})
+                                              for r in result['rows'] for scored in r['evals'].values())]
     head = ['run', 'seed', 'TTA'] + [METRIC_NAMES[m] for m in metrics]
     pooled = 'auc' in metrics
     if pooled:
         head.append('AUC (pooled pixels)')
-    sweep = any(r['evals'][t].get('sweep') for r in result['rows'] for t in table.tta)
+    sweep = any(scored.get('sweep') for r in result['rows'] for scored in r['evals'].values())
     if sweep:
         head += ['V_Rand, best threshold', 'V_Info, best threshold']
     head += ['train (min)']
@@ -253,19 +305,18 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
              f'- config: `{table.config}`' + (f' with {table.steps} steps' if table.steps else '')
              + '; each run\'s full config is its workdir\'s config.json',
              f'- scored: the last checkpoint, on the {result["rows"][0]["evals"][table.tta[0]]["num_images"]} '
-             'test images; per-image mean ± std; from random weights', '',
+             f'{table.split} images; per-image mean ± std; from random weights', '',
              '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for row in result['rows']:
-        for tta in table.tta:
-            scored = row['evals'][tta]
+        for tta, scored in row['evals'].items():
             cells = [row['label'], str(row['seed']), tta]
             cells += [format_value(scored['scores'][m]['mean'], scored['scores'][m]['std']) for m in metrics]
             if pooled:
                 cells.append(format_value(scored['pooled'].get('auc')))
             if sweep:
                 best = scored.get('sweep') or {}
-                cells += [format_value(best.get(m)) + (f' (t={best[m + "_threshold"]})'
-                                                        if m + '_threshold' in best else '')
+                cells += [format_value(best.get(m), best.get(m + '_std')) + (f' (t={best[m + "_threshold"]})'
+                                                                          if m + '_threshold' in best else '')
                           for m in ('v_rand', 'v_info')]
             cells.append(f'{row["train_seconds"] / 60:.1f}' if row['train_seconds'] is not None else 'n/a')
             lines.append('| ' + ' | '.join(cells) + ' |')
@@ -281,6 +332,17 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
             cells += [''] * (len(head) - len(cells))
             lines.append('| ' + ' | '.join(cells) + ' |')
     lines += ['', f'Paper rows: {TASKS[task].source}, key {key!r}. {PAPER_NOTE}']
+    chosen = [r for r in result['rows'] if r.get('threshold')]
+    if chosen:
+        lines += ['', 'Accuracy thresholds (experiments/threshold.py: the highest per-image mean Acc on '
+                  'images the model may look at, never the test images):', '']
+        lines += [f'- {r["label"]} (seed {r["seed"]}): t = {r["threshold"]["chosen_threshold"]:.2f} on '
+                  f'{r["threshold"]["num_images"]} {r["threshold"]["split"]} images ({r["threshold"]["tta"]}), '
+                  f'Acc there {r["threshold"]["mean_acc_at_chosen"]:.4f} against '
+                  f'{r["threshold"]["mean_acc_at_0.5"]:.4f} at 0.5' for r in chosen]
+    if seed_stats.has_seed_repeats(result['rows']):
+        lines += [''] + seed_stats.markdown(result['rows'], table.tta[0], metrics,
+                                            METRIC_NAMES, result['rows'][0]['label'])
     config_lines = [f'- {row["label"]}: {json.dumps(row["config"])}' for row in result['rows']]
     lines += ['', 'Recipe of each run (from its config.json):', ''] + config_lines
     if result.get('figures'):
@@ -298,7 +360,8 @@ def fold_runs(runs: Sequence[Run], folds: int) -> list[Run]:
 
 
 def mean_row(rows: Sequence[dict[str, Any]], label: str) -> dict[str, Any]:
-    """A row holding the mean over `rows` of each per-image mean (std = the spread over rows)."""
+    """A row holding the mean over `rows` of each per-image mean (std = the sample std over rows;
+    the best-threshold scores of the challenge protocol get theirs as '<metric>_std')."""
     import statistics
     evals = {}
     for tta in rows[0]['evals']:
@@ -306,11 +369,14 @@ def mean_row(rows: Sequence[dict[str, Any]], label: str) -> dict[str, Any]:
         scores = {}
         for metric in scored[0]['scores']:
             values = [s['scores'][metric]['mean'] for s in scored]
-            scores[metric] = {'mean': statistics.fmean(values), 'std': statistics.pstdev(values)}
+            scores[metric] = {'mean': statistics.fmean(values), 'std': statistics.stdev(values)}
         pooled = {k: statistics.fmean(s['pooled'][k] for s in scored)
                   for k in scored[0]['pooled'] if all(s['pooled'].get(k) is not None for s in scored)}
-        sweep = {k: statistics.fmean(s['sweep'][k] for s in scored)
-                 for k in ('v_rand', 'v_info') if all(k in (s.get('sweep') or {}) for s in scored)}
+        sweep = {}
+        for k in ('v_rand', 'v_info'):
+            if all(k in (s.get('sweep') or {}) for s in scored):
+                sweep[k] = statistics.fmean(s['sweep'][k] for s in scored)
+                sweep[k + '_std'] = statistics.stdev(s['sweep'][k] for s in scored)
         evals[tta] = {'scores': scores, 'pooled': pooled, 'sweep': sweep, 'paper': scored[0]['paper'],
                       'num_images': sum(s['num_images'] for s in scored)}
     seconds = [r['train_seconds'] for r in rows]
@@ -332,15 +398,22 @@ def report_text(name: str, table: Table, result: dict[str, Any]) -> str:
 def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, steps: int | None,
               spread_seeds: Sequence[int], argv: Sequence[str], folds: int = 0,
               spread_variants: Sequence[str] = ('cenet',)) -> dict[str, Any]:
-    """Train and score every run of table `name`; write <out>/<name>.json and .md; the result."""
+    """Train and score every run of table `name`; write <out>/<report>.json and .md (report: `name`,
+    or `name`_<folds>fold with folds); the result. `spread_seeds`: the seed-0 runs of
+    `spread_variants` again with each of these seeds (after the table's own runs; runs the
+    table already has are not repeated)."""
     table = TABLES[name]
     if steps is not None:
         table = dataclasses.replace(table, steps=steps)
-    runs = list(table.runs) + [dataclasses.replace(run, label=f'{run.label}, seed {seed}', seed=seed)
-                               for seed in spread_seeds for run in table.runs
-                               if run.variant in spread_variants and not run.overrides and not run.repeat]
+    runs = list(table.runs)
+    for seed in spread_seeds:
+        for run in table.runs:
+            extra = dataclasses.replace(run, seed=seed)
+            if run.seed == 0 and run.variant in spread_variants and not run.repeat and extra not in runs:
+                runs.append(extra)
     if folds:
         runs = fold_runs(runs, folds)
+        name = report_name(name, folds)
     out.mkdir(parents=True, exist_ok=True)
     runs_dir.mkdir(parents=True, exist_ok=True)
     commit = git_commit()   # the code the runs start from ('+dirty': tracked files were edited)
@@ -357,6 +430,11 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
     if folds:
         rows.append(mean_row(rows, f'mean of {folds} folds (± spread over folds)'))
     return write_report(name, table, rows, out, commit, argv, start)
+
+
+def report_name(table: str, folds: int = 0) -> str:
+    """The report's file stem: the table's name, with `_<k>fold` for k-fold cross-validation."""
+    return f'{table}_{folds}fold' if folds else table
 
 
 def checkpoint_steps(workdir: Path) -> list[str]:
@@ -381,15 +459,38 @@ def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: boo
     if not before:
         timing.write_text(json.dumps({'train_seconds': seconds}) + '\n')
     evals, eval_seconds = {}, {}
-    for tta in table.tta:
-        metrics = workdir / 'eval' / f'test_{tta}' / 'metrics.json'
+
+    def score(key: str, command: list[str], metrics: Path) -> None:
         if not (complete_before and metrics.exists()):
-            eval_seconds[tta] = run_logged(eval_command(workdir, tta), log_path)
-        evals[tta] = read_scores(metrics)
+            eval_seconds[key] = run_logged(command, log_path)
+        evals[key] = read_scores(metrics)
+
+    for tta in table.tta:
+        score(tta, eval_command(workdir, tta, table.split),
+              workdir / 'eval' / f'{table.split}_{tta}' / 'metrics.json')
+    threshold = None
+    if table.threshold_split:
+        tta = table.tta[0]
+        chosen = workdir / 'eval' / f'threshold_{table.threshold_split}_{tta}.json'
+        if not (complete_before and chosen.exists()):
+            eval_seconds['threshold'] = run_logged(threshold_command(workdir, table.threshold_split, tta), log_path)
+        threshold = json.loads(chosen.read_text())
+        value = threshold['chosen_threshold']
+        score(threshold_key(tta, value, table.threshold_split), eval_command(workdir, tta, table.split, value),
+              workdir / 'eval' / f'{table.split}_{tta}_t{value:.2f}' / 'metrics.json')
     recorded = json.loads(timing.read_text())['train_seconds'] if timing.exists() else known_seconds
-    return {'label': run.label, 'variant': run.variant, 'seed': run.seed, 'workdir': str(workdir),
-            'train_seconds': recorded, 'reused': complete_before, 'eval_seconds': eval_seconds,
-            'config': run_config_summary(workdir), 'evals': evals, 'train_command': shlex.join(command)}
+    row = {'label': run.label, 'variant': run.variant, 'seed': run.seed, 'workdir': str(workdir),
+           'train_seconds': recorded, 'reused': complete_before, 'eval_seconds': eval_seconds,
+           'config': run_config_summary(workdir), 'evals': evals, 'train_command': shlex.join(command)}
+    if threshold is not None:
+        row['threshold'] = {k: threshold[k] for k in ('split', 'tta', 'num_images', 'chosen_threshold',
+                                                      'mean_acc_at_chosen', 'mean_acc_at_0.5')}
+    return row
+
+
+def threshold_key(tta: str, threshold: float, split: str) -> str:
+    """The evals key (and TTA cell) of a score at a threshold chosen on `split`."""
+    return f'{tta}, t={threshold:.2f} (chosen on {split})'
 
 
 def write_report(name: str, table: Table, rows: list[dict[str, Any]], out: Path, commit: str,
@@ -416,13 +517,14 @@ def write_report(name: str, table: Table, rows: list[dict[str, Any]], out: Path,
     return result
 
 
-def rewrite_report(name: str, out: Path) -> None:
-    """<out>/<name>.md again from <out>/<name>.json (after a change to the report's layout)."""
+def rewrite_report(name: str, out: Path, folds: int = 0) -> None:
+    """<out>/<report>.md again from its .json (after a change to the report's layout)."""
+    table = TABLES[name]
+    name = report_name(name, folds)
     path = out / f'{name}.json'
     if not path.exists():
         raise SystemExit(f'error: {path} not found; run the table first (without --report-only)')
     result = json.loads(path.read_text())
-    table = TABLES[name]
     given = re.search(r'--steps[ =](\d+)', result['command'])
     if given:
         table = dataclasses.replace(table, steps=int(given.group(1)))
@@ -461,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if cross:
             cross_dataset.rewrite_report(args.table, Path(args.out), args.annotator)
         else:
-            rewrite_report(args.table, Path(args.out))
+            rewrite_report(args.table, Path(args.out), args.folds)
         return
     if not Path(args.data).is_dir():
         raise SystemExit(f'error: --data {args.data!r} is not a folder; pass the dataset root '

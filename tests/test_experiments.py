@@ -1,17 +1,23 @@
 """The CPU recipes (configs/*_cpu.py) and the results runner (experiments/results.py) without
 training: what the configs set, and the commands, workdirs and report the runner builds."""
 import json
+import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cenet_jax.data import config as data_config
+from cenet_jax.data import pipeline
 from configs import drive_cpu, isbi_cpu
+from tests.data.fakes import make_drive
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'experiments'))
 import cross_dataset  # noqa: E402
 import results  # noqa: E402
+import seed_stats  # noqa: E402
+import threshold  # noqa: E402
 
 
 @pytest.mark.parametrize('module', [drive_cpu, isbi_cpu])
@@ -28,28 +34,73 @@ def test_cpu_recipes_train_on_patches_without_looking_at_the_test_split(module):
 
 
 def test_identical_runs_share_a_workdir_and_repeats_do_not():
-    ablation, repro = results.TABLES['ablation'], results.TABLES['repro']
-    cenet = next(r for r in ablation.runs if r.variant == 'cenet')
-    assert (results.workdir_name(ablation, cenet, ablation.steps)
-            == results.workdir_name(repro, repro.runs[0], repro.steps))
+    ablation, repro, precision = results.TABLES['ablation'], results.TABLES['repro'], results.TABLES['precision']
+    cenet = next(r for r in ablation.runs if r.variant == 'cenet' and r.seed == 0)
+    assert (results.workdir_name(ablation, cenet, ablation.steps)               # the bf16 run of the
+            == results.workdir_name(precision, precision.runs[1], precision.steps))   # precision table
     assert (results.workdir_name(repro, repro.runs[0], repro.steps)
             != results.workdir_name(repro, repro.runs[1], repro.steps))
     names = {results.workdir_name(t, r, t.steps) for t in results.TABLES.values() for r in t.runs}
-    assert len(names) == len({(t.config, r.variant, r.seed, t.steps, r.overrides, r.repeat)
+    assert len(names) == len({(t.config, r.variant, r.seed, results.run_steps(t, r), r.overrides, r.repeat)
                               for t in results.TABLES.values() for r in t.runs})
 
 
+def test_a_run_of_its_own_budget_trains_that_long_in_its_own_workdir(tmp_path):
+    levers = results.TABLES['levers']
+    base, longer = levers.runs[0], next(r for r in levers.runs if r.steps)
+    assert longer.overrides == base.overrides and longer.steps == 3000
+    assert '--config.num_train_steps=3000' in results.train_command(levers, longer, tmp_path, 'D', levers.steps)
+    assert not any('num_train_steps' in c for c in results.train_command(levers, base, tmp_path, 'D', levers.steps))
+    assert '3000steps' in results.workdir_name(levers, longer, levers.steps)
+    assert results.workdir_name(levers, longer, 500) == results.workdir_name(levers, longer, 0)
+
+
+def test_ablation_runs_every_variant_at_three_seeds_seed_by_seed():
+    ablation = results.TABLES['ablation']
+    assert [r.seed for r in ablation.runs[:5]] == [0] * 5
+    assert {(r.variant, r.seed) for r in ablation.runs} == {
+        (v, s) for _, v in results.ABLATION_VARIANTS for s in (0, 1, 2)}
+    assert all(r.overrides == results.BF16 for r in ablation.runs)
+
+
+def test_variants_with_the_same_seed_see_the_same_batches(tmp_path):
+    """config.seed drives the order and the augmentation of the training batches, and the model
+    variant does not touch them: two variants at one seed train on identical batches."""
+    make_drive(tmp_path, count=4, size=(40, 48))
+
+    def batches(variant, seed, count=3):
+        config = drive_cpu.get_config(f'variant={variant}')
+        config.data.root, config.data.image_size, config.data.crop_size = str(tmp_path), (64, 64), (32, 32)
+        config.data.num_workers = 0
+        iterator = pipeline.build_train_iterator(config.data, global_batch_size=2, seed=seed)
+        return [next(iterator) for _ in range(count)]
+
+    cenet, unet, backbone = batches('cenet', 0), batches('unet', 0), batches('backbone', 0)
+    for a, b, c in zip(cenet, unet, backbone):
+        for key in ('image', 'label'):
+            np.testing.assert_array_equal(a[key], b[key])
+            np.testing.assert_array_equal(a[key], c[key])
+    other = batches('cenet', 1)
+    assert any(not np.array_equal(a['image'], b['image']) for a, b in zip(cenet, other))
+
+
 def test_commands_score_the_last_checkpoint_with_the_run_settings(tmp_path):
-    table = results.TABLES['recipe']
+    table = results.TABLES['levers']
     run = table.runs[1]
-    train = results.train_command(table, run, tmp_path, '/data/DRIVE', table.steps)
+    train = results.train_command(table, run, tmp_path, '/data/DRIVE', 300)
     assert train[1:3] == ['train.py', '--config=configs/drive_cpu.py:variant=cenet']
     assert '--config.num_train_steps=300' in train and train[-1] == '--config.loss.kind=dice'
     assert '--config.data.root=/data/DRIVE' in train and '--config.seed=0' in train
+    assert '--config.model.dtype=bfloat16' in train and '--config.data.val_fraction=0.2' in train
     evaluate = results.eval_command(tmp_path, 'none')
     assert '--checkpoint=latest' in evaluate and '--tta=none' in evaluate
-    assert '--config.eval.figures=False' in evaluate
+    assert '--config.eval.figures=False' in evaluate and not any(c.startswith('--split') for c in evaluate)
     assert '--config.eval.figures=False' not in results.eval_command(tmp_path, 'd8')
+    at = results.eval_command(tmp_path, 'd8', 'val', 0.57)
+    assert '--split=val' in at and '--config.eval.threshold=0.57' in at
+    assert f'--output_dir={tmp_path / "eval" / "val_d8_t0.57"}' in at
+    assert results.threshold_command(tmp_path, 'train', 'd8')[1:] == [
+        'experiments/threshold.py', f'--workdir={tmp_path}', '--split=train', '--tta=d8']
 
 
 def fake_row(label, auc, seed=0):
@@ -109,9 +160,11 @@ def test_folds_run_every_fold_and_add_the_mean_over_folds():
     table = results.TABLES['isbi']
     assert len({results.workdir_name(table, r, 0) for r in runs}) == 3
     rows = [fake_row(f'fold {k}', auc) for k, auc in enumerate((0.96, 0.97, 0.98))]
+    rows[1]['evals']['d8'] = {**rows[1]['evals']['d8'], 'sweep': {'v_rand': 0.9}}
     mean = results.mean_row(rows, 'mean')
     assert mean['evals']['d8']['scores']['auc']['mean'] == pytest.approx(0.97)
-    assert mean['evals']['d8']['scores']['auc']['std'] == pytest.approx(0.00816496, rel=1e-5)
+    assert mean['evals']['d8']['scores']['auc']['std'] == pytest.approx(0.01)   # sample std over folds
+    assert mean['evals']['d8']['sweep'] == {}   # a best-threshold score missing in one fold: no mean
     assert mean['evals']['d8']['pooled']['auc'] == pytest.approx(0.971)
     assert mean['evals']['d8']['num_images'] == 60 and mean['train_seconds'] == 1800.0
     with pytest.raises(SystemExit, match='at least 2'):
@@ -139,11 +192,11 @@ def test_spread_seeds_repeat_the_chosen_variants(tmp_path, monkeypatch):
                         lambda table, run, workdir, *a: seen.append((run.label, run.seed, workdir.name))
                         or fake_row(run.label, 0.9, run.seed))
     monkeypatch.setattr(results, 'save_loss_curves', lambda rows, path: None)
-    results.run_table('ablation', '/data', tmp_path, tmp_path / 'runs', False, None, (1, 2), ['x'],
+    results.run_table('ablation', '/data', tmp_path, tmp_path / 'runs', False, None, (2, 3), ['x'],
                       spread_variants=('cenet', 'backbone'))
     extra = seen[len(results.TABLES['ablation'].runs):]
-    assert [(label, seed) for label, seed, _ in extra] == [
-        ('CE-Net, seed 1', 1), ('Backbone, seed 1', 1), ('CE-Net, seed 2', 2), ('Backbone, seed 2', 2)]
+    # seed 2 is one of the table's own seeds: not run twice
+    assert [(label, seed) for label, seed, _ in extra] == [('CE-Net', 3), ('Backbone', 3)]
     assert len({name for _, _, name in seen}) == len(seen)
 
 
@@ -234,3 +287,119 @@ def test_cross_dataset_table_scores_a_finished_run_once_and_says_what_was_scored
     assert (out / 'drive_on_chase_db1.md').read_text() == text
     with pytest.raises(SystemExit, match='holds no finished run'):
         results.main(['drive_on_stare', '--data', str(data), '--run', str(tmp_path / 'none'), '--out', str(out)])
+
+
+def test_threshold_counts_match_thresholding_each_pixel():
+    rng = np.random.default_rng(0)
+    prob = rng.random((30, 40)).astype(np.float32)
+    prob[0, :5] = [0.05, 0.5, 0.95, 0.0, 1.0]          # on and beyond the grid's ends
+    label = rng.random((30, 40)) < 0.3
+    fov = np.zeros((30, 40), bool)
+    fov[2:28, 3:35] = True
+    correct, pixels = threshold.correct_counts(prob, label, fov)
+    assert pixels == fov.sum()
+    expected = [((prob > t) == label)[fov].sum() for t in threshold.THRESHOLDS]
+    np.testing.assert_array_equal(correct, expected)
+    everything, all_pixels = threshold.correct_counts(prob, label.astype(np.uint8) * 255, None)
+    assert all_pixels == prob.size and everything[45] == ((prob > threshold.THRESHOLDS[45]) == label).sum()
+
+
+def test_threshold_is_the_best_per_image_mean_accuracy_nearest_half_on_ties():
+    # vessels have p 0.7, background 0.3 and 0.65: any t in [0.65, 0.7) classifies every pixel
+    label = np.array([[1, 1, 0, 0, 0]])
+    prob = np.array([[0.7, 0.7, 0.3, 0.3, 0.65]])
+    curve = threshold.accuracy_curve([(prob, label, None), (prob, label, None)])
+    assert curve.best() == pytest.approx(0.65)
+    assert curve.accuracy_at(0.65) == 1.0 and curve.accuracy_at(0.5) == pytest.approx(0.8)
+    flat = threshold.accuracy_curve([(np.array([[0.9, 0.1]]), np.array([[1, 0]]), None)])
+    assert flat.best() == 0.5                      # every t in 0.1..0.9 is perfect: 0.5 kept
+    summary = threshold.curve_summary(curve, split='train')
+    assert summary['chosen_threshold'] == pytest.approx(0.65) and summary['num_images'] == 2
+    assert summary['mean_acc_at_0.5'] == pytest.approx(0.8) and len(summary['mean_acc']) == len(summary['thresholds'])
+    json.dumps(summary)
+    with pytest.raises(ValueError, match='no images'):
+        threshold.accuracy_curve([])
+
+
+def seed_row(label, seed, auc, acc=0.95, minutes=6.0):
+    row = fake_row(label, auc, seed)
+    row['evals'] = {'d8': {**row['evals']['d8'], 'scores': {
+        'auc': {'mean': auc, 'std': 0.01}, 'acc': {'mean': acc, 'std': 0.01}}}}
+    row['train_seconds'] = minutes * 60
+    return row
+
+
+def test_seed_summary_and_paired_differences():
+    rows = [seed_row('CE-Net', 0, 0.970), seed_row('U-Net', 0, 0.972, minutes=18.0),
+            seed_row('CE-Net', 1, 0.968), seed_row('U-Net', 1, 0.965, minutes=18.0),
+            seed_row('CE-Net', 2, 0.969), seed_row('U-Net', 2, 0.966, minutes=18.0),
+            {**seed_row('mean', 0, 0.9), 'workdir': ''}]
+    assert seed_stats.has_seed_repeats(rows) and not seed_stats.has_seed_repeats(rows[:2])
+    summary = {e['label']: e for e in seed_stats.seed_summary(rows, 'd8', ['auc', 'acc'])}
+    assert set(summary) == {'CE-Net', 'U-Net'} and summary['U-Net']['seeds'] == [0, 1, 2]
+    assert summary['CE-Net']['metrics']['auc']['mean'] == pytest.approx(0.969)
+    assert summary['CE-Net']['metrics']['auc']['std'] == pytest.approx(statistics.stdev([0.970, 0.968, 0.969]))
+    assert summary['U-Net']['train_minutes'] == pytest.approx(18.0)
+    (pair,) = seed_stats.paired(rows, 'CE-Net', 'd8', 'auc')
+    assert pair['other'] == 'U-Net' and pair['n'] == 3 and pair['wins'] == 2
+    assert pair['per_seed'] == pytest.approx({0: -0.002, 1: 0.003, 2: 0.003})
+    diffs = [-0.002, 0.003, 0.003]
+    half = 4.302652729911275 * statistics.stdev(diffs) / 3 ** 0.5     # t(0.975, 2 dof)
+    assert pair['mean'] == pytest.approx(statistics.fmean(diffs))
+    assert pair['ci95'] == pytest.approx((pair['mean'] - half, pair['mean'] + half))
+    # a variant that shares no seed with the reference is not paired
+    assert seed_stats.paired(rows + [seed_row('Backbone', 7, 0.9)], 'CE-Net', 'd8', 'auc')[-1]['other'] == 'U-Net'
+    lines = '\n'.join(seed_stats.markdown(rows, 'd8', ['auc', 'acc'], results.METRIC_NAMES, 'CE-Net'))
+    assert '| CE-Net | 300 | 0,1,2 | 0.9690 ± 0.0010 | 0.9500 ± 0.0000 | 6.0 |' in lines
+    assert '| AUC | U-Net | 0: -0.0020, 1: +0.0030, 2: +0.0030 | +0.0013 ± 0.0029 |' in lines
+    assert '| 2 of 3 |' in lines
+
+
+def test_ablation_report_adds_the_seed_statistics(tmp_path):
+    result = {'command': 'python experiments/results.py ablation --data D', 'git_commit': 'c',
+              'finished': 'now', 'wall_minutes': 1.0, 'figures': [],
+              'hardware': {'cpu': 'CPU', 'cores': 2, 'memory_gb': 1.0, 'jax': '1', 'flax': '1'},
+              'rows': [seed_row('CE-Net', 0, 0.97), seed_row('Backbone', 0, 0.96),
+                       seed_row('CE-Net', 1, 0.968), seed_row('Backbone', 1, 0.962)]}
+    text = results.markdown('ablation', results.TABLES['ablation'], result)
+    assert '| CE-Net | 1 | d8 |' in text and 'Mean ± std over seeds' in text
+    assert '| AUC | Backbone | 0: +0.0100, 1: +0.0060 |' in text
+    single = results.markdown('ablation', results.TABLES['ablation'], {**result, 'rows': result['rows'][:2]})
+    assert 'Mean ± std over seeds' not in single
+
+
+def test_a_threshold_table_scores_again_at_the_threshold_chosen_on_training_images(tmp_path, monkeypatch):
+    table = results.TABLES['levers']
+    workdir = tmp_path / 'run'
+    calls = []
+
+    def fake_run_logged(command, log_path):
+        calls.append(command[1:2] + [c for c in command if c.startswith(('--split', '--config.eval.threshold'))])
+        if command[1] == 'train.py':
+            (workdir / 'checkpoints' / 'latest' / '1000').mkdir(parents=True, exist_ok=True)
+            (workdir / 'config.json').write_text(json.dumps({
+                'num_train_steps': 1000, 'batch_size': 8, 'seed': 0,
+                'data': {'image_size': [576, 576], 'crop_size': [192, 192]},
+                'optim': {'name': 'adam', 'lr': 1e-3, 'schedule': 'poly', 'warmup_steps': 50},
+                'loss': {'kind': 'dice_ce'}, 'model': {'architecture': 'cenet'}}))
+        elif command[1] == 'experiments/threshold.py':
+            summary = threshold.curve_summary(threshold.accuracy_curve(
+                [(np.array([[0.7, 0.3, 0.65]]), np.array([[1, 0, 0]]), None)]), split='train', tta='d8')
+            (workdir / 'eval' / 'threshold_train_d8.json').write_text(json.dumps(summary))
+        else:
+            output = Path(next(c for c in command if c.startswith('--output_dir=')).split('=', 1)[1])
+            fake_metrics(output / 'metrics.json', 0.97)
+        return 3.0
+    monkeypatch.setattr(results, 'run_logged', fake_run_logged)
+    row = results.train_and_score(table, table.runs[0], workdir, '/data', False)
+    assert calls == [['train.py'], ['eval.py', '--split=val'], ['experiments/threshold.py', '--split=train'],
+                     ['eval.py', '--split=val', '--config.eval.threshold=0.65']]
+    assert list(row['evals']) == ['d8', 'd8, t=0.65 (chosen on train)']
+    assert row['threshold']['chosen_threshold'] == pytest.approx(0.65)
+    again = results.train_and_score(table, table.runs[0], workdir, '/data', False)
+    assert len(calls) == 5 and again['evals'] == row['evals']      # only train.py, which had nothing to do
+    result = {'command': 'c', 'git_commit': 'c', 'finished': 'now', 'wall_minutes': 1.0, 'figures': [],
+              'hardware': {'cpu': 'CPU', 'cores': 2, 'memory_gb': 1.0, 'jax': '1', 'flax': '1'}, 'rows': [row]}
+    text = results.markdown('levers', table, result)
+    assert '| d8, t=0.65 (chosen on train) |' in text and 'on the 28 val images' in text
+    assert 't = 0.65 on 1 train images (d8)' in text
