@@ -8,8 +8,9 @@ error'.
 ml_collections parses the overrides as it loads the config (for a flag with a default config,
 when the flag is defined), and its errors do not say which field failed; `explain_failure`
 finds it by loading the config file again and looking each override up. `check_parsed` catches
-what parses but is wrong: absl turns `--config.data.image_size=abc` into ('abc',), so tuple
-values are checked element by element against the config's own tuple.
+what parses but is wrong: absl turns `--config.data.image_size=abc` into ('abc',) and
+`--config.data.image_size=64` into (64,), so tuple values are checked element by element against
+the config's own tuple, and the config's pairs of numbers (sizes, ranges) must stay pairs.
 """
 from __future__ import annotations
 
@@ -127,6 +128,8 @@ def _type_words(value: Any) -> str:
         return 'a group of fields'
     if isinstance(value, tuple):
         kinds = sorted({_element_kind(v) for v in value})
+        if _is_pair(value):
+            return f'a pair of {" or ".join(kinds)}'
         return 'a tuple' + (f' of {" or ".join(kinds)}' if kinds else '')
     return 'a value'
 
@@ -147,13 +150,22 @@ def wrong_type(field: str, default: Any, raw: str) -> ConfigError:
                        f'{default!r}), got {raw!r}')
 
 
+def _is_pair(value: Any) -> bool:
+    """A pair of numbers: the config's sizes (H, W) and ranges (low, high)."""
+    return isinstance(value, tuple) and len(value) == 2 and \
+        all(_element_kind(v) in ('integers', 'numbers') for v in value)
+
+
 def _fits(default: tuple, value: Any) -> bool:
-    """Whether a parsed tuple holds elements of the kinds the config's tuple holds."""
+    """Whether a parsed tuple holds elements of the kinds the config's tuple holds (and stays a
+    pair where the config's is a pair of numbers)."""
     if not isinstance(value, tuple):
         return False
     kinds = {_element_kind(v) for v in default}
     if not kinds:
         return True
+    if _is_pair(default) and len(value) != 2:
+        return False
     allowed = kinds | ({'integers'} if 'numbers' in kinds else set())
     return all(_element_kind(v) in allowed for v in value)
 

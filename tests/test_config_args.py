@@ -37,13 +37,21 @@ def test_tuples_are_checked_element_by_element(config):
     with parsed.unlocked():
         parsed.data.image_size = ('abc',)          # what absl makes of --config.data.image_size=abc
         parsed.eval.cell_thresholds = ('x',)       # an empty tuple in the config: any elements
-    with pytest.raises(ConfigError, match=r"^config field 'data.image_size' expects a tuple of "
+    with pytest.raises(ConfigError, match=r"^config field 'data.image_size' expects a pair of "
                                           r"integers \(the config has \(448, 448\)\), got 'abc'$"):
         config_args.check_parsed(config, parsed, {'data.image_size': 'abc',
                                                   'eval.cell_thresholds': 'x'})
     with parsed.unlocked():
+        parsed.data.image_size = (64,)             # --config.data.image_size=64: not a pair
+    with pytest.raises(ConfigError, match=r"expects a pair of integers .*, got '64'$"):
+        config_args.check_parsed(config, parsed, {'data.image_size': '64'})
+    with parsed.unlocked():
         parsed.data.image_size = (64, 96)
-    config_args.check_parsed(config, parsed, {'data.image_size': '(64, 96)'})
+        parsed.model.rmp_pool_sizes = (2, 3)       # other numeric tuples may change length
+        parsed.data.augment.scale = (1, 2)         # integers where numbers are expected
+    config_args.check_parsed(config, parsed, {'data.image_size': '(64, 96)',
+                                              'model.rmp_pool_sizes': '(2, 3)',
+                                              'data.augment.scale': '(1, 2)'})
 
 
 def test_absl_conversion_errors_become_the_fields_type(config):
