@@ -45,9 +45,9 @@ def reference_config(variant: str = 'cenet') -> ml_collections.ConfigDict:
     cfg.num_classes = 1             # output channels K: 1 = binary (sigmoid), K > 1 = softmax
     cfg.unet_width = 64
     cfg.unet_bilinear = True
-    cfg.dtype = 'float32'           # compute dtype; 'bfloat16' for GPU/TPU mixed precision
+    cfg.dtype = 'float32'           # compute dtype; 'bfloat16' for mixed precision (CPU AMX, GPU, TPU)
     cfg.param_dtype = 'float32'     # parameters and BN statistics stay float32
-    cfg.conv_impl = 'auto'          # 'xla' | 'matmul' | 'auto' (matmul on CPU, xla on GPU/TPU)
+    cfg.conv_impl = 'auto'          # 'xla' | 'onednn' | 'matmul' | 'auto' (conv_math.resolve_conv_impl)
     cfg.pretrained = ''             # converted weights (.msgpack) to start from; '' = random
     apply_variant(cfg, variant)
     return cfg

@@ -1,11 +1,11 @@
-"""Convolution layers that every convolution of the networks goes through.
+"""The layers every convolution, BatchNorm and max pooling of the networks goes through.
 
 Parameters are stored once, in the layout the PyTorch converters expect (kernel HWIO for
 regular convolutions, (kH, kW, Cout, Cin) for transposed ones, exactly
-`torch_weight.transpose(2, 3, 1, 0)`), and the arithmetic lives in `conv_math.conv2d` and
-`conv_math.conv2d_transpose`, in the formulation named by `conv_impl` ('xla' or 'matmul',
-see `conv_math`). The formulation changes speed only: parameter names, shapes and values
-are the same in both.
+`torch_weight.transpose(2, 3, 1, 0)`), and the arithmetic lives in `conv_math`, `norm_math`,
+`pool_math` and, for 'onednn', `onednn_ops`, in the formulation named by `conv_impl` ('xla',
+'onednn' or 'matmul'). The formulation changes speed only: parameter names, shapes and values
+are the same in all.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class Conv(nn.Module):
     param_dtype: Any = jnp.float32
     kernel_init: Initializer = torch_default_kernel_init
     bias_init: Initializer | None = None  # None: PyTorch's default U(+-1/sqrt(fan_in))
-    conv_impl: str = 'xla'               # 'xla' | 'matmul' (conv_math); speed only
+    conv_impl: str = 'xla'               # 'xla' | 'onednn' | 'matmul' (conv_math); speed only
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -83,7 +83,7 @@ class ConvTranspose(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Initializer = torch_default_kernel_init
-    conv_impl: str = 'xla'               # 'xla' | 'matmul' (conv_math); speed only
+    conv_impl: str = 'xla'               # 'xla' | 'onednn' | 'matmul' (conv_math); speed only
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
