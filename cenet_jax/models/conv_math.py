@@ -78,6 +78,14 @@ def resolve_conv_impl(impl: str, backend: str | None = None,
     return 'matmul'
 
 
+def describe_conv_impl(impl: str) -> str:
+    """A resolved formulation for the logs, e.g. 'onednn (oneDNN 3.2.0, avx512_core_amx)'."""
+    if impl == 'onednn' and onednn.available():
+        version, _, isa = onednn.version().partition(' ')
+        return f'onednn (oneDNN {version}, {isa})'
+    return impl
+
+
 @functools.cache
 def _log_fallback_once(reason: str) -> None:
     log.warning("model.conv_impl='auto' uses 'matmul' (XLA) convolutions, not oneDNN: %s",

@@ -33,6 +33,7 @@ from cenet_jax.evaluation import (BatchPredictor, as_record_stream, evaluate_rec
 from cenet_jax.logging import MetricsLogger, read_metrics
 from cenet_jax.losses import predict_classes, segmentation_loss
 from cenet_jax.models import build_model
+from cenet_jax.models.conv_math import describe_conv_impl
 from cenet_jax.training.accumulate import check_grad_accum
 from cenet_jax.training.ema import check_ema_decay
 from cenet_jax.training.flops import peak_flops_per_device, train_step_flops
@@ -251,6 +252,8 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
     log.info('%s', train_source.info.line)   # where the training images come from
     total_steps, steps_per_epoch = total_train_steps(config, num_examples)
     model = build_model(config.model)
+    log.info('convolutions: %s; compute dtype %s', describe_conv_impl(getattr(model, 'conv_impl', '')),
+             config.model.dtype)
     tx = make_optimizer(config.optim, total_steps)
     schedule = learning_rate_schedule(config.optim, total_steps)
     state = initial_state(model, config, tx, mesh)

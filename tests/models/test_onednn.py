@@ -212,3 +212,6 @@ def test_calls_from_concurrent_threads_agree():
 def test_version_names_the_instruction_set():
     version = onednn.version()
     assert version.startswith('3.') and version.split()[1] != 'unknown_isa', version
+    assert conv_math.describe_conv_impl('onednn') == (
+        f'onednn (oneDNN {version.split()[0]}, {version.split()[1]})')
+    assert conv_math.describe_conv_impl('matmul') == 'matmul'
