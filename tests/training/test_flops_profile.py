@@ -1,8 +1,8 @@
 """FLOP rate in the training log (training/flops.py: XLA's cost analysis of the step lowered
 with conv_impl='xla'; MFU from the device's peak) and `config.profile_steps` (training/
-profiling.py: a jax.profiler trace of those steps in the workdir)."""
+profiling.py). A training run that logs its TFLOP/s and writes a profile is test_loop.py's
+`trained_demo` (test_demo_training_logs_its_flop_rate_and_writes_the_profile)."""
 import functools
-import logging
 import re
 import time
 import types
@@ -13,7 +13,7 @@ import pytest
 
 from cenet_jax import parallel
 from cenet_jax.errors import ConfigError
-from cenet_jax.logging import MetricsLogger, read_metrics
+from cenet_jax.logging import MetricsLogger
 from cenet_jax.models import build_model
 from cenet_jax.training import loop
 from cenet_jax.training.flops import peak_flops_per_device, train_step_flops
@@ -85,21 +85,3 @@ def test_profile_steps_must_be_a_range_of_the_run(value, message):
     with pytest.raises(ConfigError, match=message):
         parse_profile_steps(value, 6)
     assert parse_profile_steps((), 6) is None and parse_profile_steps((2, 2), 6) == (2, 2)
-
-
-def test_training_logs_tflops_and_writes_a_profile_of_the_chosen_steps(tmp_path, caplog):
-    config = tiny_config(profile_steps=(2, 3))
-    with caplog.at_level(logging.INFO, logger='cenet_jax'):
-        loop.train_and_evaluate(config, tmp_path)
-    records = [r for r in read_metrics(tmp_path / 'metrics.jsonl') if 'train_loss' in r]
-    # The clock starts after step 1 (compilation) and again after step 3 (writing the trace).
-    assert [r['step'] for r in records if r['tflops_per_sec']] == [2, 4, 5, 6], records
-    assert all(r['tflops_per_sec'] > 0 for r in records if r['tflops_per_sec'] is not None)
-    lines = [m for m in caplog.messages if m.startswith('step ')]
-    assert [m.split('/')[0] for m in lines if re.search(r'img/s [\d.e+-]+ TFLOP/s ETA', m)] == \
-        ['step 2', 'step 4', 'step 5', 'step 6'], lines
-    traces = list((tmp_path / 'profile' / 'plugins' / 'profile').glob('*/*'))
-    assert {p.name.split('.', 1)[1] for p in traces if p.suffix == '.pb'} == {'xplane.pb'}
-    assert [p.name for p in traces if p.name == 'perfetto_trace.json.gz']
-    assert any('wrote the profile of steps 2 to 3' in m and 'ui.perfetto.dev' in m
-               for m in caplog.messages)

@@ -28,10 +28,11 @@ def _leaves(state):
 
 @pytest.fixture(scope='module')
 def trained_demo(tmp_path_factory):
-    """A demo-size run with validation: 50 steps of batch 4 on synthetic discs."""
+    """A demo-size run with validation: 50 steps of batch 4 on synthetic discs (steps 12 and 13
+    profiled)."""
     workdir = tmp_path_factory.mktemp('demo')
     config = tiny_config(batch_size=4, num_train_steps=50, eval_every_steps=25,
-                         checkpoint_every_steps=25, log_every_steps=10)
+                         checkpoint_every_steps=25, log_every_steps=10, profile_steps=(12, 13))
     config.data.synthetic.num_train = 160
     config.data.synthetic.num_val = 8
     state = loop.train_and_evaluate(config, workdir)
@@ -56,6 +57,21 @@ def test_demo_training_lowers_loss_and_beats_chance(trained_demo):
     ckpt = Checkpoints(workdir)
     assert ckpt.latest_step() == 50 and ckpt.best.latest_step() in (25, 50)
     ckpt.close()
+
+
+def test_demo_training_logs_its_flop_rate_and_writes_the_profile(trained_demo):
+    """Every logged step has its TFLOP/s (training/flops.py; no MFU on CPU): the same FLOPs per
+    step each time; `profile_steps=(12, 13)` left a jax.profiler trace in the workdir."""
+    workdir, config, _ = trained_demo
+    records = [r for r in read_metrics(workdir / 'metrics.jsonl') if 'train_loss' in r]
+    assert [r['step'] for r in records] == [10, 20, 30, 40, 50]
+    assert all(r['tflops_per_sec'] > 0 and 'mfu' not in r for r in records), records
+    per_step = [r['tflops_per_sec'] * 1e12 / (r['images_per_sec'] / config.batch_size)
+                for r in records]
+    assert max(per_step) == pytest.approx(min(per_step), rel=1e-6) and per_step[0] > 1e9
+    traces = list((workdir / 'profile' / 'plugins' / 'profile').glob('*/*'))
+    assert [p for p in traces if p.name.endswith('.xplane.pb')]
+    assert [p for p in traces if p.name == 'perfetto_trace.json.gz']
 
 
 def test_eval_cli_end_to_end(trained_demo, tmp_path):
