@@ -55,12 +55,20 @@ def test_a_run_of_its_own_budget_trains_that_long_in_its_own_workdir(tmp_path):
     assert results.workdir_name(levers, longer, 500) == results.workdir_name(levers, longer, 0)
 
 
-def test_ablation_runs_every_variant_at_three_seeds_seed_by_seed():
+def test_ablation_runs_every_variant_at_three_seeds_seed_by_seed_then_unet_at_equal_wall_time():
     ablation = results.TABLES['ablation']
     assert [r.seed for r in ablation.runs[:5]] == [0] * 5
-    assert {(r.variant, r.seed) for r in ablation.runs} == {
+    full = [r for r in ablation.runs if not r.steps]
+    assert {(r.variant, r.seed) for r in full} == {
         (v, s) for _, v in results.ABLATION_VARIANTS for s in (0, 1, 2)}
+    assert ablation.runs[:len(full)] == tuple(full)          # the equal-wall-time runs come last
+    equal = ablation.runs[len(full):]
+    assert [(r.variant, r.seed, r.steps) for r in equal] == [
+        ('unet', s, results.UNET_EQUAL_WALL_STEPS) for s in (0, 1, 2)]
+    assert 0 < results.UNET_EQUAL_WALL_STEPS < 1000
     assert all(r.overrides == results.BF16 for r in ablation.runs)
+    names = {results.workdir_name(ablation, r, ablation.steps) for r in ablation.runs}
+    assert len(names) == len(ablation.runs)                   # every run its own workdir
 
 
 def test_variants_with_the_same_seed_see_the_same_batches(tmp_path):
