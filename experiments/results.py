@@ -7,6 +7,8 @@ wall time and hardware.
   python experiments/results.py ablation --data ../shared/datasets/DRIVE [--spread-seeds 3,4]
   python experiments/results.py levers   --data ../shared/datasets/DRIVE   (recipe choices, on held-out
                                                                             training images)
+  python experiments/results.py paper_level --data ../shared/datasets/DRIVE   (the levers' choice,
+                                                                            scored on the test images)
   python experiments/results.py repro    --data ../shared/datasets/DRIVE
   python experiments/results.py precision --data ../shared/datasets/DRIVE   (float32 vs bfloat16)
   python experiments/results.py drive_on_chase_db1 --data /data/CHASE_DB1   (scores the drive run;
@@ -95,6 +97,7 @@ BF16 = ('model.dtype=bfloat16',)
 # model trains on the other 16, and the accuracy threshold is chosen on those 16.
 LEVER_BASE = BF16 + ('data.val_fraction=0.2',)
 LEVERS = (Run('CPU recipe: Dice + CE, 1000 steps, 192 px patches of 576 px, lr 1e-3', overrides=LEVER_BASE),
+          Run('architecture: U-Net', 'unet', overrides=LEVER_BASE),
           Run('loss: Dice (the paper\'s)', overrides=LEVER_BASE + ('loss.kind=dice',)),
           Run('loss: cross-entropy', overrides=LEVER_BASE + ('loss.kind=ce',)),
           Run('lr 2e-3', overrides=LEVER_BASE + ('optim.lr=0.002',)),
@@ -118,6 +121,11 @@ TABLES = {
                       tta=('d8',),
                       paper_rows=('U-Net', 'Backbone', 'Backbone + DAC with atrous', 'Backbone + RMP', 'CE-Net'),
                       paper_table=('vessel', 'DRIVE-ablation')),
+    'paper_level': Table('DRIVE at paper level from scratch: the CPU recipe with the architecture and the '
+                         'accuracy threshold chosen on training images (bf16 compute)', 'configs/drive_cpu.py',
+                         (Run('U-Net', 'unet', overrides=BF16), Run('CE-Net', overrides=BF16)),
+                         tta=('d8',), threshold_split='train',
+                         paper_rows=('CE-Net', 'Backbone', 'U-Net')),
     'levers': Table('DRIVE recipe levers, one at a time from the CPU recipe, scored on 4 held-out '
                     'training images (bf16 compute)', 'configs/drive_cpu.py',
                     LEVERS,

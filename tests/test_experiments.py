@@ -45,6 +45,16 @@ def test_identical_runs_share_a_workdir_and_repeats_do_not():
                               for t in results.TABLES.values() for r in t.runs})
 
 
+def test_paper_level_scores_the_ablations_runs_at_a_threshold_chosen_on_training_images():
+    ablation, paper_level, levers = (results.TABLES[n] for n in ('ablation', 'paper_level', 'levers'))
+    ablation_names = {results.workdir_name(ablation, r, ablation.steps) for r in ablation.runs}
+    assert {results.workdir_name(paper_level, r, paper_level.steps) for r in paper_level.runs} <= ablation_names
+    assert paper_level.split == 'test' and paper_level.threshold_split == 'train'
+    # the architecture is one of the levers, chosen on held-out training images
+    assert any(r.variant == 'unet' and r.overrides == results.LEVER_BASE for r in levers.runs)
+    assert levers.split == 'val'
+
+
 def test_a_run_of_its_own_budget_trains_that_long_in_its_own_workdir(tmp_path):
     levers = results.TABLES['levers']
     base, longer = levers.runs[0], next(r for r in levers.runs if r.steps)
@@ -94,7 +104,7 @@ def test_variants_with_the_same_seed_see_the_same_batches(tmp_path):
 
 def test_commands_score_the_last_checkpoint_with_the_run_settings(tmp_path):
     table = results.TABLES['levers']
-    run = table.runs[1]
+    run = next(r for r in table.runs if 'loss.kind=dice' in r.overrides)
     train = results.train_command(table, run, tmp_path, '/data/DRIVE', 300)
     assert train[1:3] == ['train.py', '--config=configs/drive_cpu.py:variant=cenet']
     assert '--config.num_train_steps=300' in train and train[-1] == '--config.loss.kind=dice'
