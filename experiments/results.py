@@ -412,11 +412,12 @@ def report_text(name: str, table: Table, result: dict[str, Any]) -> str:
 
 def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, steps: int | None,
               spread_seeds: Sequence[int], argv: Sequence[str], folds: int = 0,
-              spread_variants: Sequence[str] = ('cenet',)) -> dict[str, Any]:
+              spread_variants: Sequence[str] = ('cenet',), first: int = 0) -> dict[str, Any]:
     """Train and score every run of table `name`; write <out>/<report>.json and .md (report: `name`,
     or `name`_<folds>fold with folds); the result. `spread_seeds`: the seed-0 runs of
     `spread_variants` again with each of these seeds (after the table's own runs; runs the
-    table already has are not repeated)."""
+    table already has are not repeated). `first` > 0: only the first `first` runs this time (the
+    report stays partial; a later invocation without it trains the rest and reuses these)."""
     table = TABLES[name]
     if steps is not None:
         table = dataclasses.replace(table, steps=steps)
@@ -437,11 +438,15 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
     previous = out / f'{name}.json'   # training times of runs an earlier invocation trained
     known = {r['workdir']: r['train_seconds'] for r in json.loads(previous.read_text())['rows']} \
         if previous.exists() and not fresh else {}
-    for index, run in enumerate(runs):
+    todo = runs[:first] if first else runs
+    for index, run in enumerate(todo):
         workdir = runs_dir / workdir_name(table, run, table.steps)
         rows.append(train_and_score(table, run, workdir, data, fresh, known.get(str(workdir))))
         if index + 1 < len(runs):   # a partial report after every run, so an interrupted table shows something
             write_report(name, table, rows, out, commit, argv, start, partial=f'{index + 1} of {len(runs)} runs')
+    if len(todo) < len(runs):
+        return write_report(name, table, rows, out, commit, argv, start,
+                            partial=f'{len(todo)} of {len(runs)} runs (--first {first})')
     if folds:
         rows.append(mean_row(rows, f'mean of {folds} folds (± spread over folds)'))
     return write_report(name, table, rows, out, commit, argv, start)
@@ -568,6 +573,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         '(comma-separated, e.g. cenet,backbone)')
     parser.add_argument('--folds', type=int, default=0, help='k-fold cross-validation: every run once '
                         'per fold (single-pool datasets: isbi), plus the mean over folds')
+    parser.add_argument('--first', type=int, default=0, help='train and score only the table\'s first '
+                        'N runs this time (a partial report; a later invocation reuses them)')
     parser.add_argument('--report-only', action='store_true', help='rewrite <table>.md from the '
                         '<table>.json an earlier run of this command wrote (no training or evaluation)')
     parser.add_argument('--fresh', action='store_true', help='delete existing workdirs first (cross-dataset '
@@ -592,7 +599,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     seeds = [int(s) for s in args.spread_seeds.split(',') if s.strip()]
     run_table(args.table, args.data, Path(args.out), Path(args.runs).resolve(), args.fresh, args.steps,
               seeds, ['experiments/results.py', *(sys.argv[1:] if argv is None else argv)], args.folds,
-              tuple(v for v in args.spread_variants.split(',') if v))
+              tuple(v for v in args.spread_variants.split(',') if v), args.first)
 
 
 if __name__ == '__main__':

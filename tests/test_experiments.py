@@ -166,6 +166,21 @@ def test_a_partial_report_is_written_after_each_run(tmp_path, monkeypatch):
     assert 'identical scores: **True**' in (tmp_path / 'repro.md').read_text()
 
 
+def test_first_runs_only_a_table_s_first_runs_and_stays_partial(tmp_path, monkeypatch):
+    done = []
+
+    def fake_train_and_score(table, run, workdir, data, fresh, known_seconds=None):
+        done.append(run.label)
+        return fake_row(run.label, 0.97)
+    monkeypatch.setattr(results, 'train_and_score', fake_train_and_score)
+    monkeypatch.setattr(results, 'save_loss_curves', lambda rows, path: None)
+    result = results.run_table('levers', '/data', tmp_path, tmp_path / 'runs', False, None, (), ['x'], first=2)
+    levers = results.TABLES['levers']
+    assert done == [r.label for r in levers.runs[:2]]
+    assert result['partial'] == f'2 of {len(levers.runs)} runs (--first 2)'
+    assert 'Partial' in (tmp_path / 'levers.md').read_text()
+
+
 def test_missing_data_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match='is not a folder'):
         results.main(['drive', '--data', str(tmp_path / 'nowhere')])
