@@ -463,6 +463,14 @@ def checkpoint_steps(workdir: Path) -> list[str]:
     return sorted(p.name for p in latest.iterdir()) if latest.is_dir() else []
 
 
+def finished_training(workdir: Path) -> bool:
+    """Whether the workdir's newest checkpoint is its config's last step (train.py would only
+    restore it and stop, which costs a process start and a restore)."""
+    config = workdir / 'config.json'
+    steps = [int(s) for s in checkpoint_steps(workdir) if s.isdigit()]
+    return config.exists() and bool(steps) and max(steps) == json.loads(config.read_text()).get('num_train_steps')
+
+
 def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: bool,
                     known_seconds: float | None = None) -> dict[str, Any]:
     """Train one run with train.py (resuming a workdir that has checkpoints) and score it with
@@ -474,8 +482,11 @@ def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: boo
     log_path, timing = workdir / 'results_log.txt', workdir / 'results_train.json'
     before = checkpoint_steps(workdir)
     command = train_command(table, run, workdir, data, table.steps)
-    seconds = run_logged(command, log_path)
-    complete_before = bool(before) and checkpoint_steps(workdir) == before   # train.py had nothing to do
+    if finished_training(workdir):
+        seconds, complete_before = 0.0, True
+    else:
+        seconds = run_logged(command, log_path)
+        complete_before = bool(before) and checkpoint_steps(workdir) == before   # train.py had nothing to do
     if not before:
         timing.write_text(json.dumps({'train_seconds': seconds}) + '\n')
     evals, eval_seconds = {}, {}

@@ -260,7 +260,7 @@ def test_a_finished_run_is_neither_retrained_nor_rescored(tmp_path, monkeypatch)
     monkeypatch.setattr(results, 'run_logged', fake_run_logged)
     first = results.train_and_score(table, table.runs[0], workdir, '/data', False)
     second = results.train_and_score(table, table.runs[0], workdir, '/data', False)
-    assert calls == ['train.py', 'eval.py', 'train.py']
+    assert calls == ['train.py', 'eval.py']         # finished: train.py is not even started
     assert first['train_seconds'] == second['train_seconds'] == 42.0
     assert not first['reused'] and second['reused'] and second['evals'] == first['evals']
 
@@ -430,9 +430,19 @@ def test_a_threshold_table_scores_again_at_the_threshold_chosen_on_training_imag
     assert list(row['evals']) == ['d8', 'd8, t=0.65 (chosen on train)']
     assert row['threshold']['chosen_threshold'] == pytest.approx(0.65)
     again = results.train_and_score(table, table.runs[0], workdir, '/data', False)
-    assert len(calls) == 5 and again['evals'] == row['evals']      # only train.py, which had nothing to do
+    assert len(calls) == 4 and again['evals'] == row['evals']      # finished and scored: nothing runs
     result = {'command': 'c', 'git_commit': 'c', 'finished': 'now', 'wall_minutes': 1.0, 'figures': [],
               'hardware': {'cpu': 'CPU', 'cores': 2, 'memory_gb': 1.0, 'jax': '1', 'flax': '1'}, 'rows': [row]}
     text = results.markdown('levers', table, result)
     assert '| d8, t=0.65 (chosen on train) |' in text and 'on the 28 val images' in text
     assert 't = 0.65 on 1 train images (d8)' in text
+
+
+def test_only_a_run_at_its_last_step_counts_as_finished(tmp_path):
+    workdir = tmp_path / 'w'
+    (workdir / 'checkpoints' / 'latest' / '600').mkdir(parents=True)
+    (workdir / 'config.json').write_text(json.dumps({'num_train_steps': 1000}))
+    assert not results.finished_training(workdir)          # interrupted: train.py resumes it
+    (workdir / 'checkpoints' / 'latest' / '1000').mkdir()
+    assert results.finished_training(workdir)
+    assert not results.finished_training(tmp_path / 'nothing')
