@@ -146,14 +146,20 @@ def test_markdown_report_has_provenance_our_rows_and_the_paper_rows():
     json.dumps(result)   # the .json beside it is plain JSON
 
 
-def test_a_partial_report_is_written_after_each_run(tmp_path, monkeypatch):
-    """Every finished run is on disk at once; the PNGs and the repro verdict wait for the whole table."""
-    done = []
+def fake_training(monkeypatch) -> list[str]:
+    """Replace training and scoring with a fixed row; the list of the labels run, in order."""
+    done: list[str] = []
 
     def fake_train_and_score(table, run, workdir, data, fresh, known_seconds=None):
         done.append(run.label)
         return fake_row(run.label, 0.97)
     monkeypatch.setattr(results, 'train_and_score', fake_train_and_score)
+    return done
+
+
+def test_a_partial_report_is_written_after_each_run(tmp_path, monkeypatch):
+    """Every finished run is on disk at once; the PNGs and the repro verdict wait for the whole table."""
+    done = fake_training(monkeypatch)
     reports = []
     original = results.write_report
     monkeypatch.setattr(results, 'write_report', lambda *a, **k: reports.append(k.get('partial', ''))
@@ -167,12 +173,7 @@ def test_a_partial_report_is_written_after_each_run(tmp_path, monkeypatch):
 
 
 def test_first_runs_only_a_table_s_first_runs_and_stays_partial(tmp_path, monkeypatch):
-    done = []
-
-    def fake_train_and_score(table, run, workdir, data, fresh, known_seconds=None):
-        done.append(run.label)
-        return fake_row(run.label, 0.97)
-    monkeypatch.setattr(results, 'train_and_score', fake_train_and_score)
+    done = fake_training(monkeypatch)
     monkeypatch.setattr(results, 'save_loss_curves', lambda rows, path: None)
     result = results.run_table('levers', '/data', tmp_path, tmp_path / 'runs', False, None, (), ['x'], first=2)
     levers = results.TABLES['levers']
