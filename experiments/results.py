@@ -254,7 +254,8 @@ def run_config_summary(workdir: Path) -> dict[str, Any]:
             'image_size': data['image_size'], 'crop_size': data.get('crop_size'),
             'optimizer': f"{optim['name']} lr {optim['lr']} {optim['schedule']} warmup {optim['warmup_steps']}",
             'loss': config['loss']['kind'], 'architecture': config['model']['architecture'],
-            'variant_fields': {k: config['model'][k] for k in ('context', 'dac_atrous') if k in config['model']},
+            'variant_fields': ({k: config['model'][k] for k in ('context', 'dac_atrous') if k in config['model']}
+                               if config['model']['architecture'] == 'cenet' else {}),
             'seed': config['seed'], 'pretrained': bool(config['model'].get('pretrained'))}
 
 

@@ -447,3 +447,17 @@ def test_only_a_run_at_its_last_step_counts_as_finished(tmp_path):
     (workdir / 'checkpoints' / 'latest' / '1000').mkdir()
     assert results.finished_training(workdir)
     assert not results.finished_training(tmp_path / 'nothing')
+
+
+@pytest.mark.parametrize('architecture, expected', [('cenet', {'context': ['dac'], 'dac_atrous': True}),
+                                                    ('unet', {})])
+def test_recipe_summary_lists_context_fields_only_for_cenet(tmp_path, architecture, expected):
+    """U-Net has no context extractor, so its recipe line does not list the unused CE-Net fields."""
+    (tmp_path / 'config.json').write_text(json.dumps({
+        'num_train_steps': 10, 'batch_size': 8, 'seed': 1,
+        'data': {'image_size': [64, 64], 'crop_size': None},
+        'optim': {'name': 'adam', 'lr': 1e-3, 'schedule': 'poly', 'warmup_steps': 0},
+        'loss': {'kind': 'dice'},
+        'model': {'architecture': architecture, 'context': ['dac'], 'dac_atrous': True}}))
+    summary = results.run_config_summary(tmp_path)
+    assert summary['architecture'] == architecture and summary['variant_fields'] == expected
