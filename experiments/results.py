@@ -299,6 +299,20 @@ def format_value(value: float | None, std: float | None = None) -> str:
     return f'{value:.4f}' + (f' ± {std:.4f}' if std is not None else '')
 
 
+def wall_time_line(result: dict[str, Any]) -> str:
+    """This invocation's wall time, and the training time of every run (runs trained by an earlier
+    invocation and reused keep the time recorded when they trained)."""
+    runs = [r for r in result['rows'] if r['workdir']]
+    seconds = [r['train_seconds'] for r in runs if r['train_seconds'] is not None]
+    reused = sum(bool(r.get('reused')) for r in runs)
+    line = f'- wall time of this invocation: {result["wall_minutes"]:.1f} min'
+    if seconds:
+        line += f'; training of its {len(runs)} runs: {sum(seconds) / 60:.1f} min'
+    if reused:
+        line += f' ({reused} trained by an earlier invocation and reused)'
+    return line
+
+
 def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
     """The table's report: provenance, our rows (per TTA mode), the paper's rows, figures."""
     metrics = [m for m in METRIC_NAMES if any(m in scored.get('scores', {})
@@ -317,7 +331,7 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
              f'- hardware: {result["hardware"]["cpu"]}, {result["hardware"]["cores"]} cores, '
              f'{result["hardware"]["memory_gb"]} GiB; jax {result["hardware"]["jax"]}, '
              f'flax {result["hardware"]["flax"]}',
-             f'- wall time of the table: {result["wall_minutes"]:.1f} min',
+             wall_time_line(result),
              f'- config: `{table.config}`' + (f' with {table.steps} steps' if table.steps else '')
              + '; each run\'s full config is its workdir\'s config.json',
              f'- scored: the last checkpoint, on the {result["rows"][0]["evals"][table.tta[0]]["num_images"]} '
@@ -359,7 +373,8 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
     if seed_stats.has_seed_repeats(result['rows']):
         lines += [''] + seed_stats.markdown(result['rows'], table.tta[0], metrics,
                                             METRIC_NAMES, result['rows'][0]['label'])
-    config_lines = [f'- {row["label"]}: {json.dumps(row["config"])}' for row in result['rows']]
+    config_lines = [f'- {row["label"]}: {json.dumps(row["config"])}' for row in result['rows']
+                    if row['workdir']]   # summary rows (over folds) have no run of their own
     lines += ['', 'Recipe of each run (from its config.json):', ''] + config_lines
     if result.get('figures'):
         lines += [''] + [f'![{f}]({f})' for f in result['figures']]
@@ -395,6 +410,34 @@ def mean_row(rows: Sequence[dict[str, Any]], label: str) -> dict[str, Any]:
                 sweep[k + '_std'] = statistics.stdev(s['sweep'][k] for s in scored)
         evals[tta] = {'scores': scores, 'pooled': pooled, 'sweep': sweep, 'paper': scored[0]['paper'],
                       'num_images': sum(s['num_images'] for s in scored)}
+    seconds = [r['train_seconds'] for r in rows]
+    return {'label': label, 'variant': rows[0]['variant'], 'seed': rows[0]['seed'], 'workdir': '',
+            'train_seconds': None if None in seconds else sum(seconds), 'eval_seconds': {},
+            'config': rows[0]['config'], 'evals': evals, 'train_command': ''}
+
+
+def pooled_row(rows: Sequence[dict[str, Any]], split: str, label: str) -> dict[str, Any]:
+    """A row over every image the folds scored, read from each run's per_image.csv: per-image mean
+    ± std, and the challenge's best threshold chosen once for all of them (not fold by fold)."""
+    import csv
+    import statistics
+    evals = {}
+    for tta in rows[0]['evals']:
+        images = []
+        for row in rows:
+            with open(Path(row['workdir']) / 'eval' / f'{split}_{tta}' / 'per_image.csv', newline='') as f:
+                images += list(csv.DictReader(f))
+        scores = {m: {'mean': statistics.fmean(float(i[m]) for i in images),
+                      'std': statistics.stdev(float(i[m]) for i in images)}
+                  for m in METRIC_NAMES if m in images[0]}
+        sweep = {}
+        for m in ('v_rand', 'v_info'):
+            thresholds = sorted(c.split('@')[1] for c in images[0] if c.startswith(m + '@'))
+            if thresholds:
+                best, at = max((statistics.fmean(float(i[f'{m}@{t}']) for i in images), t) for t in thresholds)
+                sweep[m], sweep[m + '_threshold'] = best, float(at)
+        evals[tta] = {'scores': scores, 'pooled': {}, 'sweep': sweep, 'paper': rows[0]['evals'][tta]['paper'],
+                      'num_images': len(images)}
     seconds = [r['train_seconds'] for r in rows]
     return {'label': label, 'variant': rows[0]['variant'], 'seed': rows[0]['seed'], 'workdir': '',
             'train_seconds': None if None in seconds else sum(seconds), 'eval_seconds': {},
@@ -449,7 +492,10 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
         return write_report(name, table, rows, out, commit, argv, start,
                             partial=f'{len(todo)} of {len(runs)} runs (--first {first})')
     if folds:
-        rows.append(mean_row(rows, f'mean of {folds} folds (± spread over folds)'))
+        folded = list(rows)
+        rows.append(mean_row(folded, f'mean of {folds} folds (± spread over folds)'))
+        rows.append(pooled_row(folded, table.split, f'all {folds} folds pooled (± spread over images; '
+                                                    'best threshold: one for all images)'))
     return write_report(name, table, rows, out, commit, argv, start)
 
 

@@ -138,7 +138,10 @@ def test_markdown_report_has_provenance_our_rows_and_the_paper_rows():
               'rows': [fake_row('CE-Net', 0.9712)]}
     text = results.markdown('drive', table, result)
     assert '`python experiments/results.py drive --data D`' in text and '`abc123`' in text
-    assert 'Test CPU, 2 cores' in text and '12.5 min' in text
+    assert 'Test CPU, 2 cores' in text and 'this invocation: 12.5 min; training of its 1 runs: 10.0 min' in text
+    reused = {**result, 'wall_minutes': 0.0, 'rows': [{**fake_row('CE-Net', 0.9712), 'reused': True}]}
+    assert '0.0 min; training of its 1 runs: 10.0 min (1 trained by an earlier invocation and reused)' \
+        in results.markdown('drive', table, reused)
     assert '| CE-Net | 0 | d8 | 0.7000 ± 0.0500 | 0.9500 ± 0.0100 | 0.9712 ± 0.0100 | 0.9722 | 10.0 |' in text
     assert '| CE-Net | 0 | none |' in text
     assert '| paper: CE-Net |  |  | 0.8309 | 0.9545 | 0.9779 |' in text
@@ -203,6 +206,28 @@ def test_folds_run_every_fold_and_add_the_mean_over_folds():
     assert mean['evals']['d8']['num_images'] == 60 and mean['train_seconds'] == 1800.0
     with pytest.raises(SystemExit, match='at least 2'):
         results.fold_runs(runs, 1)
+
+
+def test_pooled_fold_row_scores_every_image_and_picks_one_threshold_for_all(tmp_path):
+    """Fold 1 is best at t=0.1 and fold 2 at t=0.3; over both folds' images t=0.3 wins, so the
+    pooled best-threshold score is below the mean of the per-fold bests."""
+    per_fold = [{'0': (0.80, 0.90, 0.70), '1': (0.90, 0.92, 0.72)},          # id: (v_rand, @0.1, @0.3)
+                {'2': (0.60, 0.50, 0.95), '3': (0.70, 0.60, 0.97)}]
+    rows = []
+    for fold, images in enumerate(per_fold):
+        workdir = tmp_path / f'fold{fold}'
+        row = {**fake_row(f'fold {fold}', 0.9), 'workdir': str(workdir)}
+        row['evals'] = {'d8': row['evals']['d8']}
+        folder = workdir / 'eval' / 'test_d8'
+        folder.mkdir(parents=True)
+        lines = ['id,v_rand,v_rand@0.1,v_rand@0.3'] + [f'{i},{a},{b},{c}' for i, (a, b, c) in images.items()]
+        (folder / 'per_image.csv').write_text('\n'.join(lines) + '\n')
+        rows.append(row)
+    pooled = results.pooled_row(rows, 'test', 'pooled')['evals']['d8']
+    assert pooled['num_images'] == 4
+    assert pooled['scores']['v_rand']['mean'] == pytest.approx(0.75)
+    assert pooled['scores']['v_rand']['std'] == pytest.approx(np.std([0.8, 0.9, 0.6, 0.7], ddof=1))
+    assert pooled['sweep'] == {'v_rand': pytest.approx((0.70 + 0.72 + 0.95 + 0.97) / 4), 'v_rand_threshold': 0.3}
 
 
 def test_report_only_rewrites_the_markdown_from_the_json(tmp_path, capsys):
