@@ -210,10 +210,11 @@ def run_logged(command: list[str], log_path: Path) -> float:
 
 
 def git_commit() -> str:
-    """HEAD's hash, with '+dirty' when tracked files differ from it."""
+    """HEAD's hash, with '+dirty' when tracked files other than the reports (docs/results, which
+    running tables rewrite) differ from it."""
     head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', '.',
+                            ':(exclude)docs/results'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return (head or 'unknown') + ('+dirty' if dirty else '')
 
 
