@@ -497,7 +497,24 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
         rows.append(mean_row(folded, f'mean of {folds} folds (± spread over folds)'))
         rows.append(pooled_row(folded, table.split, f'all {folds} folds pooled (± spread over images; '
                                                     'best threshold: one for all images)'))
+        figures = extreme_figures(folded, table.split, table.tta[0])
+        return write_report(name, table, rows, out, commit, argv, start, figures=figures)
     return write_report(name, table, rows, out, commit, argv, start)
+
+
+def extreme_figures(rows: Sequence[dict[str, Any]], split: str, tta: str) -> list[Path]:
+    """The prediction figures of the lowest- and highest-scoring image over all runs (by the first
+    metric of per_image.csv), so a k-fold report shows where the model fails as well as where it works."""
+    import csv
+    scored = []
+    for row in rows:
+        folder = Path(row['workdir']) / 'eval' / f'{split}_{tta}'
+        with open(folder / 'per_image.csv', newline='') as f:
+            reader = csv.DictReader(f)
+            metric = reader.fieldnames[1]
+            scored += [(float(image[metric]), folder / 'figures' / f'{image["id"]}.png') for image in reader]
+    scored.sort(key=lambda item: item[0])
+    return [scored[0][1], scored[-1][1]]
 
 
 def report_name(table: str, folds: int = 0) -> str:
@@ -573,8 +590,10 @@ def threshold_key(tta: str, threshold: float, split: str) -> str:
 
 
 def write_report(name: str, table: Table, rows: list[dict[str, Any]], out: Path, commit: str,
-                 argv: Sequence[str], start: float, partial: str = '') -> dict[str, Any]:
-    """Write <out>/<name>.json and .md (and the PNGs once the table is complete); the result."""
+                 argv: Sequence[str], start: float, partial: str = '',
+                 figures: Sequence[Path] = ()) -> dict[str, Any]:
+    """Write <out>/<name>.json and .md (and the PNGs once the table is complete, with `figures`
+    copied beside them); the result."""
     result = {'table': name, 'title': table.title, 'command': shlex.join(['python', *argv]),
               'git_commit': commit, 'hardware': hardware(),
               'finished': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
@@ -584,6 +603,7 @@ def write_report(name: str, table: Table, rows: list[dict[str, Any]], out: Path,
     elif len(rows) > 1:
         save_loss_curves([r for r in rows if r['workdir']], out / f'{name}_loss.png')
         result['figures'].append(f'{name}_loss.png')
+        result['figures'] += copy_pngs(figures, out, name)
     else:
         result['figures'] += copy_figures(Path(rows[0]['workdir']), out, name)
     if name == 'repro' and len(rows) == 2:

@@ -228,6 +228,9 @@ def test_pooled_fold_row_scores_every_image_and_picks_one_threshold_for_all(tmp_
     assert pooled['scores']['v_rand']['mean'] == pytest.approx(0.75)
     assert pooled['scores']['v_rand']['std'] == pytest.approx(np.std([0.8, 0.9, 0.6, 0.7], ddof=1))
     assert pooled['sweep'] == {'v_rand': pytest.approx((0.70 + 0.72 + 0.95 + 0.97) / 4), 'v_rand_threshold': 0.3}
+    worst, best = results.extreme_figures(rows, 'test', 'd8')   # by v_rand, the first metric column
+    assert worst == tmp_path / 'fold1' / 'eval' / 'test_d8' / 'figures' / '2.png'
+    assert best == tmp_path / 'fold0' / 'eval' / 'test_d8' / 'figures' / '1.png'
 
 
 def test_report_only_rewrites_the_markdown_from_the_json(tmp_path, capsys):
