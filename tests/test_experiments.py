@@ -48,7 +48,13 @@ def test_identical_runs_share_a_workdir_and_repeats_do_not():
 def test_paper_level_scores_the_ablations_runs_at_a_threshold_chosen_on_training_images():
     ablation, paper_level, levers = (results.TABLES[n] for n in ('ablation', 'paper_level', 'levers'))
     ablation_names = {results.workdir_name(ablation, r, ablation.steps) for r in ablation.runs}
-    assert {results.workdir_name(paper_level, r, paper_level.steps) for r in paper_level.runs} <= ablation_names
+    reused, chosen = paper_level.runs[:2], paper_level.runs[2:]
+    assert {results.workdir_name(paper_level, r, paper_level.steps) for r in reused} <= ablation_names
+    # the CE-Net recipe of the levers chosen on the held-out images, now on all training images
+    combined = levers.runs[-1]
+    assert [(r.variant, r.overrides, r.steps) for r in chosen] == [
+        (combined.variant, results.BF16 + results.CHOSEN_LEVERS, combined.steps)]
+    assert combined.overrides == results.LEVER_BASE + results.CHOSEN_LEVERS
     assert paper_level.split == 'test' and paper_level.threshold_split == 'train'
     # the architecture is one of the levers, chosen on held-out training images
     assert any(r.variant == 'unet' and r.overrides == results.LEVER_BASE for r in levers.runs)
