@@ -50,7 +50,8 @@ from cenet_jax.evaluation.tasks import TASKS  # noqa: E402
 from cenet_jax.logging import read_metrics  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import seed_stats  # noqa: E402  (experiments/ is not a package)
+import per_image  # noqa: E402  (experiments/ is not a package)
+import seed_stats  # noqa: E402
 
 PAPER_NOTE = ('The paper\'s numbers use an ImageNet-pretrained ResNet-34 encoder and 100 epochs on a '
               'GPU; ours start from random weights (ImageNet weights cannot be downloaded here).')
@@ -79,6 +80,7 @@ class Table:
     paper_table: tuple[str, str] = ('vessel', 'DRIVE')   # (task, paper key) of evaluation.tasks.TASKS
     split: str = 'test'      # the split eval.py scores ('val': runs trained with data.val_fraction > 0)
     threshold_split: str = ''   # 'train' / 'val': also score at the accuracy threshold chosen there
+    per_image_changes: bool = False   # report each run's change per image against the first run
 
 
 # Run order: the comparisons the ablation is about first (CE-Net against Backbone and U-Net).
@@ -137,7 +139,7 @@ TABLES = {
     'levers': Table('DRIVE recipe levers, one at a time from the CPU recipe, scored on 4 held-out '
                     'training images (bf16 compute)', 'configs/drive_cpu.py',
                     LEVERS,
-                    tta=('d8',), split='val', threshold_split='train'),
+                    tta=('d8',), split='val', threshold_split='train', per_image_changes=True),
     'repro': Table('Same recipe, same seed, twice', 'configs/drive_cpu.py',
                    (Run('CE-Net, first run'), Run('CE-Net, second run', repeat=1)),
                    tta=('d8',), steps=SHORT_BUDGET),
@@ -382,6 +384,9 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
     if seed_stats.has_seed_repeats(result['rows']):
         lines += [''] + seed_stats.markdown(result['rows'], table.tta[0], metrics,
                                             METRIC_NAMES, result['rows'][0]['label'])
+    if table.per_image_changes and len(result['rows']) > 1:
+        lines += [''] + per_image.changes_against_first(result['rows'], table.split, table.tta[0],
+                                                        [m for m in ('auc', 'acc') if m in metrics], METRIC_NAMES)
     config_lines = [f'- {row["label"]}: {json.dumps(row["config"])}' for row in result['rows']
                     if row['workdir']]   # summary rows (over folds) have no run of their own
     lines += ['', 'Recipe of each run (from its config.json):', ''] + config_lines
@@ -419,34 +424,6 @@ def mean_row(rows: Sequence[dict[str, Any]], label: str) -> dict[str, Any]:
                 sweep[k + '_std'] = statistics.stdev(s['sweep'][k] for s in scored)
         evals[tta] = {'scores': scores, 'pooled': pooled, 'sweep': sweep, 'paper': scored[0]['paper'],
                       'num_images': sum(s['num_images'] for s in scored)}
-    seconds = [r['train_seconds'] for r in rows]
-    return {'label': label, 'variant': rows[0]['variant'], 'seed': rows[0]['seed'], 'workdir': '',
-            'train_seconds': None if None in seconds else sum(seconds), 'eval_seconds': {},
-            'config': rows[0]['config'], 'evals': evals, 'train_command': ''}
-
-
-def pooled_row(rows: Sequence[dict[str, Any]], split: str, label: str) -> dict[str, Any]:
-    """A row over every image the folds scored, read from each run's per_image.csv: per-image mean
-    ± std, and the challenge's best threshold chosen once for all of them (not fold by fold)."""
-    import csv
-    import statistics
-    evals = {}
-    for tta in rows[0]['evals']:
-        images = []
-        for row in rows:
-            with open(Path(row['workdir']) / 'eval' / f'{split}_{tta}' / 'per_image.csv', newline='') as f:
-                images += list(csv.DictReader(f))
-        scores = {m: {'mean': statistics.fmean(float(i[m]) for i in images),
-                      'std': statistics.stdev(float(i[m]) for i in images)}
-                  for m in METRIC_NAMES if m in images[0]}
-        sweep = {}
-        for m in ('v_rand', 'v_info'):
-            thresholds = sorted(c.split('@')[1] for c in images[0] if c.startswith(m + '@'))
-            if thresholds:
-                best, at = max((statistics.fmean(float(i[f'{m}@{t}']) for i in images), t) for t in thresholds)
-                sweep[m], sweep[m + '_threshold'] = best, float(at)
-        evals[tta] = {'scores': scores, 'pooled': {}, 'sweep': sweep, 'paper': rows[0]['evals'][tta]['paper'],
-                      'num_images': len(images)}
     seconds = [r['train_seconds'] for r in rows]
     return {'label': label, 'variant': rows[0]['variant'], 'seed': rows[0]['seed'], 'workdir': '',
             'train_seconds': None if None in seconds else sum(seconds), 'eval_seconds': {},
@@ -503,26 +480,11 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
     if folds:
         folded = list(rows)
         rows.append(mean_row(folded, f'mean of {folds} folds (± spread over folds)'))
-        rows.append(pooled_row(folded, table.split, f'all {folds} folds pooled (± spread over images; '
-                                                    'best threshold: one for all images)'))
-        figures = extreme_figures(folded, table.split, table.tta[0])
+        rows.append(per_image.pooled_row(folded, table.split, f'all {folds} folds pooled (± spread over images; '
+                                                              'best threshold: one for all images)', list(METRIC_NAMES)))
+        figures = per_image.extreme_figures(folded, table.split, table.tta[0])
         return write_report(name, table, rows, out, commit, argv, start, figures=figures)
     return write_report(name, table, rows, out, commit, argv, start)
-
-
-def extreme_figures(rows: Sequence[dict[str, Any]], split: str, tta: str) -> list[Path]:
-    """The prediction figures of the lowest- and highest-scoring image over all runs (by the first
-    metric of per_image.csv), so a k-fold report shows where the model fails as well as where it works."""
-    import csv
-    scored = []
-    for row in rows:
-        folder = Path(row['workdir']) / 'eval' / f'{split}_{tta}'
-        with open(folder / 'per_image.csv', newline='') as f:
-            reader = csv.DictReader(f)
-            metric = reader.fieldnames[1]
-            scored += [(float(image[metric]), folder / 'figures' / f'{image["id"]}.png') for image in reader]
-    scored.sort(key=lambda item: item[0])
-    return [scored[0][1], scored[-1][1]]
 
 
 def report_name(table: str, folds: int = 0) -> str:

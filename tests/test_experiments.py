@@ -15,6 +15,7 @@ from tests.data.fakes import make_drive
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'experiments'))
 import cross_dataset  # noqa: E402
+import per_image  # noqa: E402
 import results  # noqa: E402
 import seed_stats  # noqa: E402
 import threshold  # noqa: E402
@@ -229,12 +230,12 @@ def test_pooled_fold_row_scores_every_image_and_picks_one_threshold_for_all(tmp_
         lines = ['id,v_rand,v_rand@0.1,v_rand@0.3'] + [f'{i},{a},{b},{c}' for i, (a, b, c) in images.items()]
         (folder / 'per_image.csv').write_text('\n'.join(lines) + '\n')
         rows.append(row)
-    pooled = results.pooled_row(rows, 'test', 'pooled')['evals']['d8']
+    pooled = per_image.pooled_row(rows, 'test', 'pooled', ['v_rand', 'auc'])['evals']['d8']
     assert pooled['num_images'] == 4
     assert pooled['scores']['v_rand']['mean'] == pytest.approx(0.75)
     assert pooled['scores']['v_rand']['std'] == pytest.approx(np.std([0.8, 0.9, 0.6, 0.7], ddof=1))
     assert pooled['sweep'] == {'v_rand': pytest.approx((0.70 + 0.72 + 0.95 + 0.97) / 4), 'v_rand_threshold': 0.3}
-    worst, best = results.extreme_figures(rows, 'test', 'd8')   # by v_rand, the first metric column
+    worst, best = per_image.extreme_figures(rows, 'test', 'd8')   # by v_rand, the first metric column
     assert worst == tmp_path / 'fold1' / 'eval' / 'test_d8' / 'figures' / '2.png'
     assert best == tmp_path / 'fold0' / 'eval' / 'test_d8' / 'figures' / '1.png'
 
@@ -495,3 +496,25 @@ def test_recipe_summary_lists_context_fields_only_for_cenet(tmp_path, architectu
         'model': {'architecture': architecture, 'context': ['dac'], 'dac_atrous': True}}))
     summary = results.run_config_summary(tmp_path)
     assert summary['architecture'] == architecture and summary['variant_fields'] == expected
+
+
+def test_per_image_changes_show_whether_a_gain_holds_on_every_image(tmp_path):
+    """Run b gains on one image only; the report says so (1 of 2) beside the changes."""
+    per_run = {'a': {'21': (0.95, 0.94), '34': (0.90, 0.93)}, 'b': {'21': (0.94, 0.95), '34': (0.93, 0.93)}}
+    rows = []
+    for label, images in per_run.items():
+        row = {**fake_row(label, 0.9), 'workdir': str(tmp_path / label)}
+        out = tmp_path / label / 'eval' / 'val_d8'
+        out.mkdir(parents=True)
+        (out / 'per_image.csv').write_text('id,auc,acc\n' + ''.join(f'{k},{a},{c}\n' for k, (a, c) in images.items()))
+        rows.append(row)
+    lines = per_image.changes_against_first(rows, 'val', 'd8', ['auc', 'acc'], results.METRIC_NAMES)
+    assert 'images 21, 34' in lines[0]
+    assert lines[-1] == '| b | -0.0100, +0.0300 | +0.0100, +0.0000 | 1 of 2 | 1 of 2 |'
+    table = results.TABLES['levers']
+    result = {'command': 'c', 'git_commit': 'g', 'finished': 'now', 'wall_minutes': 1.0, 'figures': [],
+              'hardware': {'cpu': 'C', 'cores': 2, 'memory_gb': 1, 'jax': '0', 'flax': '0'}, 'rows': rows}
+    assert lines[-1] in results.markdown('levers', table, result)
+    gone = rows + [{**fake_row('c', 0.9), 'workdir': str(tmp_path / 'elsewhere')}]   # --report-only elsewhere
+    assert 'not shown, 1 per-image tables are not on this machine' in \
+        per_image.changes_against_first(gone, 'val', 'd8', ['auc'], results.METRIC_NAMES)[0]
