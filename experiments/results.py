@@ -220,11 +220,11 @@ def run_logged(command: list[str], log_path: Path) -> float:
 
 
 def git_commit() -> str:
-    """HEAD's hash, with '+dirty' when tracked files other than the reports (docs/results, which
-    running tables rewrite) differ from it."""
+    """HEAD's hash, with '+dirty' when tracked files outside docs/ (the reports, which running
+    tables rewrite, and the pages that quote them) differ from it."""
     head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', '.',
-                            ':(exclude)docs/results'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+                            ':(exclude)docs'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return (head or 'unknown') + ('+dirty' if dirty else '')
 
 
