@@ -101,16 +101,17 @@ LEVER_BASE = BF16 + ('data.val_fraction=0.2',)
 # The levers that each raised CE-Net's held-out AUC on their own (lr 2e-3, 768 px, 3000 steps; the
 # loss and 256 px patches did not), validated together as the last lever run and then trained on
 # all 20 training images for the test images in the paper_level table.
-CHOSEN_LEVERS = ('optim.lr=0.002', 'data.image_size=(768, 768)')
+LR_2E3, RES_768 = ('optim.lr=0.002',), ('data.image_size=(768, 768)',)
+CHOSEN_LEVERS = LR_2E3 + RES_768
 CHOSEN_STEPS = 3000
 LEVERS = (Run('CPU recipe: Dice + CE, 1000 steps, 192 px patches of 576 px, lr 1e-3', overrides=LEVER_BASE),
           Run('architecture: U-Net', 'unet', overrides=LEVER_BASE),
           Run('loss: Dice (the paper\'s)', overrides=LEVER_BASE + ('loss.kind=dice',)),
           Run('loss: cross-entropy', overrides=LEVER_BASE + ('loss.kind=ce',)),
-          Run('lr 2e-3', overrides=LEVER_BASE + ('optim.lr=0.002',)),
-          Run('resolution 768 px (patches 192)', overrides=LEVER_BASE + ('data.image_size=(768, 768)',)),
+          Run('lr 2e-3', overrides=LEVER_BASE + LR_2E3),
+          Run('resolution 768 px (patches 192)', overrides=LEVER_BASE + RES_768),
           Run('patches 256 px', overrides=LEVER_BASE + ('data.crop_size=(256, 256)',)),
-          Run('3000 steps', overrides=LEVER_BASE, steps=3000),
+          Run('3000 steps', overrides=LEVER_BASE, steps=CHOSEN_STEPS),
           Run('combined: lr 2e-3, 768 px, 3000 steps', overrides=LEVER_BASE + CHOSEN_LEVERS, steps=CHOSEN_STEPS))
 
 TABLES = {
