@@ -2,9 +2,9 @@
 
 Everything else about the package is in pyproject.toml. On x86-64 Linux the build environment
 holds oneDNN's headers (onednn-devel-cpu-gomp) and XLA's FFI headers (jaxlib), and
-`pip install -e .` compiles `cenet_jax/models/_onednn_conv*.so`. Where that cannot happen
-(another platform, no C++ compiler, a failed compile) the package still installs, without the
-extension: one line of the build log says why, and `model.conv_impl='auto'` uses 'matmul'.
+`pip install -e .` compiles `cenet_jax/ops/_onednn*.so` (where `ops/onednn_loader.py` looks for
+it). Where that cannot happen (another platform, no C++ compiler, a failed compile) the package
+still installs, without the extension: one line of the build log says why, and `model.conv_impl='auto'` uses 'matmul'.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-NAME = 'cenet_jax.models._onednn'
+NAME = 'cenet_jax.ops._onednn'
 
 
 def _wheel_file(distribution: str, suffix: str) -> Path:

@@ -20,7 +20,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.timing import first_and_median  # noqa: E402
-from cenet_jax.models import conv_math  # noqa: E402
+from cenet_jax import ops  # noqa: E402
 
 
 def layer_shapes(size: int) -> list[tuple[str, str, int, int, int, int, int, int, int]]:
@@ -53,12 +53,12 @@ def jax_case(kind, n, hw, cin, cout, k, stride, pad, extra, impl, dtype='float32
     x = jnp.asarray(rng.normal(size=(n, hw, hw, cin)), dtype)
     if kind == 'conv':
         w = jnp.asarray(rng.normal(size=(k, k, cin, cout)) * 0.05, jnp.float32)
-        f = lambda x, w: conv_math.conv2d(x, w, (stride, stride), ((pad, pad), (pad, pad)),
-                                          (extra, extra), impl)
+        f = lambda x, w: ops.conv2d(x, w, (stride, stride), ((pad, pad), (pad, pad)),
+                                    (extra, extra), impl)
     else:
         w = jnp.asarray(rng.normal(size=(k, k, cout, cin)) * 0.05, jnp.float32)
-        f = lambda x, w: conv_math.conv2d_transpose(x, w, (stride, stride), (pad, pad),
-                                                    (extra, extra), impl)
+        f = lambda x, w: ops.conv2d_transpose(x, w, (stride, stride), (pad, pad),
+                                              (extra, extra), impl)
     y = jax.eval_shape(f, x, w)
     g = jnp.asarray(rng.normal(size=y.shape), dtype)
     step = jax.jit(jax.grad(lambda x, w, g: jnp.sum(f(x, w) * g), argnums=(0, 1)))

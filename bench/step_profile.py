@@ -47,14 +47,14 @@ ELEMENTWISE = 'BatchNorm, ReLU, adds, pooling'
 
 
 def onednn_part(key: list[int]) -> str:
-    """The part of a oneDNN call, from its key (cenet_jax/models/onednn.py)."""
+    """The part of a oneDNN call, from its key (cenet_jax/ops/onednn_loader.py)."""
     if key[0] != 0:  # batch norm, pooling
         return ELEMENTWISE
     return TRANSPOSED if key[2] else CONV_OPS[key[1]]
 
 
 def label_part(label: str) -> str:
-    """The part of a timing label of the extension (onednn.LABELS)."""
+    """The part of a timing label of the extension (onednn_loader.LABELS)."""
     if 'conv' not in label:
         return ELEMENTWISE
     if 'transposed' in label:
@@ -151,7 +151,7 @@ def jax_profile(case: str, impl: str, steps: int) -> dict[str, Any]:
     """Per-part ms of one step of the case in cenet-jax, from a jax.profiler trace."""
     import jax
 
-    from cenet_jax.models import onednn
+    from cenet_jax.ops import onednn_loader
 
     c = jax_case(case, impl)
     c.fn = c.fn.lower(*c.args).compile()
@@ -170,7 +170,7 @@ def jax_profile(case: str, impl: str, steps: int) -> dict[str, Any]:
         c.run()
     timing = impl == 'onednn'
     if timing:
-        onednn.start_call_timing()
+        onednn_loader.start_call_timing()
     walls = []
     with tempfile.TemporaryDirectory() as trace_dir:
         jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
@@ -191,7 +191,7 @@ def jax_profile(case: str, impl: str, steps: int) -> dict[str, Any]:
         top[(part, f"{e['name']} {ins['shape'][:40]} {ins['op_name'][-70:]}")] += \
             e['dur'] / 1e3 / steps
     if timing:
-        for label, t in onednn.read_call_timing().items():
+        for label, t in onednn_loader.read_call_timing().items():
             reorder = (t['reorder_in'] + t['reorder_out']) * 1e3 / steps
             parts[label_part(label)] -= reorder
             parts['oneDNN reorders (layout changes in the calls)'] += reorder

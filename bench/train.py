@@ -70,14 +70,14 @@ def onednn_info() -> dict[str, Any]:
     and bfloat16 (AMX or not)."""
     import jax.numpy as jnp
 
-    from cenet_jax.models import onednn, onednn_ops
-    if not onednn.available():
-        return {'onednn': f'unavailable: {onednn.unavailable_reason()}'}
-    spec = onednn_ops.ConvSpec(False, (1, 1), (1, 1, 1, 1), (1, 1), (56, 56))
-    kernels = {name: onednn.impl_info(onednn_ops.conv_key(
-        onednn_ops.FORWARD, spec, dt, jnp.float32, False, (8, 56, 56, 64), (3, 3, 64, 64)))
+    from cenet_jax.ops import onednn, onednn_loader
+    if not onednn_loader.available():
+        return {'onednn': f'unavailable: {onednn_loader.unavailable_reason()}'}
+    spec = onednn.ConvSpec(False, (1, 1), (1, 1, 1, 1), (1, 1), (56, 56))
+    kernels = {name: onednn_loader.impl_info(onednn.conv_key(
+        onednn.FORWARD, spec, dt, jnp.float32, False, (8, 56, 56, 64), (3, 3, 64, 64)))
         for name, dt in (('f32', jnp.float32), ('bf16', jnp.bfloat16))}
-    return {'onednn': onednn.version(), 'onednn_kernels': kernels}
+    return {'onednn': onednn_loader.version(), 'onednn_kernels': kernels}
 
 
 # ---------------------------------------------------------------------------------------------

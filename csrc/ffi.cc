@@ -1,5 +1,5 @@
 // The extension's entry points: one XLA FFI handler that runs any planned oneDNN operation, and
-// plain C functions the Python loader (cenet_jax/models/onednn.py) calls through ctypes.
+// plain C functions the Python loader (cenet_jax/ops/onednn_loader.py) calls through ctypes.
 #include <cstring>
 #include <map>
 #include <string>

@@ -12,8 +12,8 @@ from cenet_jax.config_utils import update_fields
 from cenet_jax.models.cenet import CENet
 from cenet_jax.models.context import (BUILTIN_CONTEXT_BLOCKS, context_names,
                                       resolve_context_block)
-from cenet_jax.models.conv_math import resolve_conv_impl
 from cenet_jax.models.unet import UNet
+from cenet_jax.ops import resolve_conv_impl
 
 # Table VI of the paper, each a few model-config values away from the reference CE-Net.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -47,7 +47,7 @@ def reference_config(variant: str = 'cenet') -> ml_collections.ConfigDict:
     cfg.unet_bilinear = True
     cfg.dtype = 'float32'           # compute dtype; 'bfloat16' for mixed precision (CPU AMX, GPU, TPU)
     cfg.param_dtype = 'float32'     # parameters and BN statistics stay float32
-    cfg.conv_impl = 'auto'          # 'xla' | 'onednn' | 'matmul' | 'auto' (conv_math.resolve_conv_impl)
+    cfg.conv_impl = 'auto'          # 'xla' | 'onednn' | 'matmul' | 'auto' (cenet_jax.ops.resolve_conv_impl)
     cfg.pretrained = ''             # converted weights (.msgpack) to start from; '' = random
     apply_variant(cfg, variant)
     return cfg

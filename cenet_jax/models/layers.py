@@ -2,10 +2,9 @@
 
 Parameters are stored once, in the layout the PyTorch converters expect (kernel HWIO for
 regular convolutions, (kH, kW, Cout, Cin) for transposed ones, exactly
-`torch_weight.transpose(2, 3, 1, 0)`), and the arithmetic lives in `conv_math`, `norm_math`,
-`pool_math` and, for 'onednn', `onednn_ops`, in the formulation named by `conv_impl` ('xla',
-'onednn' or 'matmul'). The formulation changes speed only: parameter names, shapes and values
-are the same in all.
+`torch_weight.transpose(2, 3, 1, 0)`), and the arithmetic is `cenet_jax.ops`, in the
+formulation named by `conv_impl` ('xla', 'onednn' or 'matmul'). The formulation changes speed
+only: parameter names, shapes and values are the same in all.
 """
 from __future__ import annotations
 
@@ -16,9 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from cenet_jax.models import onednn_ops, pool_math
-from cenet_jax.models.conv_math import conv2d, conv2d_transpose
-from cenet_jax.models.norm_math import batch_norm_train
+from cenet_jax import ops
 
 Padding = Sequence[tuple[int, int]]
 Initializer = Callable[..., jax.Array]
@@ -55,7 +52,7 @@ class Conv(nn.Module):
     param_dtype: Any = jnp.float32
     kernel_init: Initializer = torch_default_kernel_init
     bias_init: Initializer | None = None  # None: PyTorch's default U(+-1/sqrt(fan_in))
-    conv_impl: str = 'xla'               # 'xla' | 'onednn' | 'matmul' (conv_math); speed only
+    conv_impl: str = 'xla'               # 'xla' | 'onednn' | 'matmul' (cenet_jax.ops)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -68,8 +65,8 @@ class Conv(nn.Module):
         if self.use_bias:
             init = self.bias_init or torch_default_bias_init(cin * kh * kw)
             bias = self.param('bias', init, (self.features,), self.param_dtype)
-        return conv2d(x.astype(self.dtype), kernel, _pair(self.strides), ((ph, ph), (pw, pw)),
-                      _pair(self.dilation), self.conv_impl, bias)
+        return ops.conv2d(x.astype(self.dtype), kernel, _pair(self.strides),
+                          ((ph, ph), (pw, pw)), _pair(self.dilation), self.conv_impl, bias)
 
 
 class ConvTranspose(nn.Module):
@@ -83,7 +80,7 @@ class ConvTranspose(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Initializer = torch_default_kernel_init
-    conv_impl: str = 'xla'               # 'xla' | 'onednn' | 'matmul' (conv_math); speed only
+    conv_impl: str = 'xla'               # 'xla' | 'onednn' | 'matmul' (cenet_jax.ops)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -97,9 +94,9 @@ class ConvTranspose(nn.Module):
         if self.use_bias:
             bias = self.param('bias', torch_default_bias_init(self.features * kh * kw),
                               (self.features,), self.param_dtype)
-        return conv2d_transpose(x.astype(self.dtype), kernel, _pair(self.strides),
-                                _pair(self.padding), _pair(self.output_padding), self.conv_impl,
-                                bias)
+        return ops.conv2d_transpose(x.astype(self.dtype), kernel, _pair(self.strides),
+                                    _pair(self.padding), _pair(self.output_padding),
+                                    self.conv_impl, bias)
 
 
 class BatchNorm(nn.Module):
@@ -111,8 +108,8 @@ class BatchNorm(nn.Module):
     the normalisation run in float32 whatever the compute dtype; under jit with a batch
     sharded over a Mesh the means are global (synchronised BN) without any axis_name.
     `relu=True` applies the ReLU that follows (fused into oneDNN's kernel on the onednn path).
-    Training mode runs oneDNN's batch normalisation when `impl` is 'onednn', else
-    `norm_math.batch_norm_train` (one-pass statistics, hand-written VJP).
+    Training mode runs `ops.batch_norm_train` in the formulation `impl` names (oneDNN's
+    batch normalisation for 'onednn', else one-pass statistics with a hand-written VJP).
     """
     use_running_average: bool = True
     momentum: float = 0.9  # Flax convention: new = momentum * old + (1 - momentum) * batch
@@ -120,7 +117,7 @@ class BatchNorm(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     relu: bool = False
-    impl: str = 'xla'      # the model's conv_impl (see conv_math); speed only
+    impl: str = 'xla'      # the model's conv_impl (see cenet_jax.ops); speed only
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -131,13 +128,8 @@ class BatchNorm(nn.Module):
         ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
         x = x.astype(self.dtype)
         if not self.use_running_average:
-            fused = self.impl == 'onednn' and x.ndim == 4 and onednn_ops.supports(x.dtype)
-            if fused:
-                y, mean, var = onednn_ops.batch_norm_train(x, scale, bias, self.epsilon,
-                                                           self.relu)
-            else:
-                y, mean, var = batch_norm_train(x, scale, bias, self.epsilon)
-                y = nn.relu(y) if self.relu else y
+            y, mean, var = ops.batch_norm_train(x, scale, bias, self.epsilon, self.relu,
+                                                self.impl)
             if not self.is_initializing():
                 count = x.size // features
                 unbiased = var * (count / max(count - 1, 1))
@@ -161,6 +153,6 @@ def batch_norm(train: bool, dtype: Any, param_dtype: Any, name: str, impl: str =
 def max_pool(x: jax.Array, kernel: int | tuple[int, int], stride: int | tuple[int, int],
              padding: int = 0, impl: str = 'xla') -> jax.Array:
     """PyTorch MaxPool2d(kernel, stride, padding) (floor mode, -inf padding); `impl` is the
-    model's conv_impl, which picks the gradient's formulation (pool_math)."""
-    return pool_math.max_pool(x, _pair(kernel), _pair(stride),
+    model's conv_impl, which picks the gradient's formulation (cenet_jax.ops)."""
+    return ops.max_pool(x, _pair(kernel), _pair(stride),
                               ((padding, padding), (padding, padding)), impl)

@@ -33,7 +33,7 @@ from cenet_jax.evaluation import (BatchPredictor, as_record_stream, evaluate_rec
 from cenet_jax.logging import MetricsLogger, read_metrics
 from cenet_jax.losses import predict_classes, segmentation_loss
 from cenet_jax.models import build_model
-from cenet_jax.models.conv_math import describe_conv_impl
+from cenet_jax.ops import describe_conv_impl
 from cenet_jax.training.accumulate import check_grad_accum
 from cenet_jax.training.ema import check_ema_decay
 from cenet_jax.training.flops import peak_flops_per_device, train_step_flops

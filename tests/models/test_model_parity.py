@@ -16,7 +16,8 @@ from flax import traverse_util
 
 from .array_utils import nchw, nhwc, random_images
 from cenet_jax.convert import torch_cenet_to_flax, torchvision_resnet_to_flax
-from cenet_jax.models import ResNetEncoder, build_model, onednn, reference_config
+from cenet_jax.models import ResNetEncoder, build_model, reference_config
+from cenet_jax.ops import onednn_loader
 
 torch = pytest.importorskip('torch', reason='PyTorch is needed for parity tests')
 torchvision = pytest.importorskip('torchvision', reason='torchvision is needed for parity tests')
@@ -111,7 +112,8 @@ def test_resnet_stages_match_torchvision(check_parity, torch, depth, shape):
 
 
 NEEDS_ONEDNN = pytest.mark.skipif(
-    not onednn.available(), reason=f'oneDNN extension unavailable: {onednn.unavailable_reason()}')
+    not onednn_loader.available(),
+    reason=f'oneDNN extension unavailable: {onednn_loader.unavailable_reason()}')
 ONEDNN = pytest.param('onednn', marks=NEEDS_ONEDNN)
 
 

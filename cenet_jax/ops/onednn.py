@@ -1,6 +1,6 @@
-"""The `model.conv_impl='onednn'` operations: (transposed) convolutions with bias, training-mode
-BatchNorm (optionally with its ReLU) and max pooling, each a custom VJP whose forward and
-backward are oneDNN calls (`onednn.call`), the kernels PyTorch runs on CPU.
+"""The `onednn` formulation (`model.conv_impl='onednn'`): (transposed) convolutions with bias,
+training-mode BatchNorm (optionally with its ReLU) and max pooling, each a custom VJP whose
+forward and backward are oneDNN calls (`onednn_loader.call`), the kernels PyTorch runs on CPU.
 
 Arrays keep JAX's layouts and parameters their names, shapes and dtypes: activations NHWC,
 kernels HWIO, transposed kernels (kH, kW, Cout, Cin). Computation is float32 or bfloat16; with
@@ -18,8 +18,8 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from cenet_jax.models import onednn
-from cenet_jax.models.onednn import BATCH_NORM, CONV, DTYPE_CODES, MAX_POOL
+from cenet_jax.ops import onednn_loader
+from cenet_jax.ops.onednn_loader import BATCH_NORM, CONV, DTYPE_CODES, MAX_POOL
 
 Pair = tuple[int, int]
 Padding = Sequence[tuple[int, int]]
@@ -68,7 +68,7 @@ class ConvSpec(NamedTuple):
 
 
 def conv_key(op: int, spec: ConvSpec, act_dtype, weight_dtype, bias: bool, src_shape,
-             kernel_shape) -> onednn.Key:
+             kernel_shape) -> onednn_loader.Key:
     """csrc/conv.cc's key. `weight_dtype`: the kernel (and bias) buffers' type."""
     n, ih, iw, ic = src_shape
     kh, kw = kernel_shape[:2]
@@ -83,7 +83,7 @@ def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, spec: ConvSpe
     cout = kernel.shape[2 if spec.transposed else 3]
     key = conv_key(FORWARD, spec, x.dtype, kernel.dtype, bias is not None, x.shape, kernel.shape)
     inputs = [x, kernel] + ([] if bias is None else [bias.astype(kernel.dtype)])
-    (y,) = onednn.call(key, inputs, [jax.ShapeDtypeStruct((x.shape[0], *spec.out_hw, cout),
+    (y,) = onednn_loader.call(key, inputs, [jax.ShapeDtypeStruct((x.shape[0], *spec.out_hw, cout),
                                                           x.dtype)])
     return y
 
@@ -97,12 +97,12 @@ def _conv_bwd(spec, residuals, g):
     g = g.astype(x.dtype)
     key = functools.partial(conv_key, spec=spec, act_dtype=x.dtype, weight_dtype=kernel.dtype,
                             src_shape=x.shape, kernel_shape=kernel.shape)
-    (dx,) = onednn.call(key(BACKWARD_DATA, bias=False), [g, kernel],
+    (dx,) = onednn_loader.call(key(BACKWARD_DATA, bias=False), [g, kernel],
                         [jax.ShapeDtypeStruct(x.shape, x.dtype)])
     results = [jax.ShapeDtypeStruct(kernel.shape, kernel.dtype)]
     if bias is not None:
         results.append(jax.ShapeDtypeStruct(bias.shape, kernel.dtype))
-    grads = onednn.call(key(BACKWARD_WEIGHTS, bias=bias is not None), [x, g], results)
+    grads = onednn_loader.call(key(BACKWARD_WEIGHTS, bias=bias is not None), [x, g], results)
     dbias = None if bias is None else grads[1].astype(bias.dtype)
     return dx, grads[0], dbias
 
@@ -146,7 +146,7 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pair
 # ---------------------------------------------------------------------------------------------
 # Training-mode BatchNorm (+ ReLU).
 
-def _batch_norm_key(op: int, x_shape, dtype, relu: bool, epsilon: float) -> onednn.Key:
+def _batch_norm_key(op: int, x_shape, dtype, relu: bool, epsilon: float) -> onednn_loader.Key:
     n, h, w, c = x_shape
     bits = struct.unpack('<I', struct.pack('<f', epsilon))[0]
     return (BATCH_NORM, op, _code(dtype), int(relu), n, c, h, w, bits)
@@ -158,8 +158,8 @@ def _bn_forward(x, scale, bias, epsilon, relu):
     vec = jax.ShapeDtypeStruct((c,), jnp.float32)
     results = [jax.ShapeDtypeStruct(x.shape, x.dtype), vec, vec]
     if relu:
-        results.append(jax.ShapeDtypeStruct((onednn.output_bytes(key)[3],), jnp.uint8))
-    out = onednn.call(key, [x, scale.astype(jnp.float32), bias.astype(jnp.float32)], results)
+        results.append(jax.ShapeDtypeStruct((onednn_loader.output_bytes(key)[3],), jnp.uint8))
+    out = onednn_loader.call(key, [x, scale.astype(jnp.float32), bias.astype(jnp.float32)], results)
     return out[0], out[1], out[2], (out[3] if relu else None)
 
 
@@ -180,7 +180,7 @@ def _batch_norm_bwd(epsilon, relu, residuals, cotangents):
     key = _batch_norm_key(BACKWARD, x.shape, x.dtype, relu, epsilon)
     inputs = [x, dy, mean, var, scale.astype(jnp.float32)] + ([mask] if relu else [])
     vec = jax.ShapeDtypeStruct(scale.shape, jnp.float32)
-    dx, dscale, dbias = onednn.call(key, inputs,
+    dx, dscale, dbias = onednn_loader.call(key, inputs,
                                     [jax.ShapeDtypeStruct(x.shape, x.dtype), vec, vec])
     return dx, dscale.astype(scale.dtype), dbias.astype(bias.dtype)
 
@@ -200,7 +200,7 @@ def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: f
 # Max pooling.
 
 def _pool_key(op: int, x_shape, y_hw: Pair, dtype, window: Pair, strides: Pair,
-              padding: Padding) -> onednn.Key:
+              padding: Padding) -> onednn_loader.Key:
     n, h, w, c = x_shape
     return (MAX_POOL, op, _code(dtype), n, c, h, w, *y_hw, *window, *strides, *padding[0],
             *padding[1])
@@ -215,8 +215,8 @@ def _pool_forward(x, window, strides, padding):
     y_hw = _pool_out_hw(x.shape, window, strides, padding)
     key = _pool_key(FORWARD, x.shape, y_hw, x.dtype, window, strides, padding)
     y_shape = (x.shape[0], *y_hw, x.shape[-1])
-    argmax = jax.ShapeDtypeStruct((onednn.output_bytes(key)[1],), jnp.uint8)
-    return onednn.call(key, [x], [jax.ShapeDtypeStruct(y_shape, x.dtype), argmax])
+    argmax = jax.ShapeDtypeStruct((onednn_loader.output_bytes(key)[1],), jnp.uint8)
+    return onednn_loader.call(key, [x], [jax.ShapeDtypeStruct(y_shape, x.dtype), argmax])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
@@ -232,7 +232,7 @@ def _max_pool_fwd(x, window, strides, padding, in_hw):
 def _max_pool_bwd(window, strides, padding, in_hw, argmax, g):
     x_shape = (g.shape[0], *in_hw, g.shape[-1])
     key = _pool_key(BACKWARD, x_shape, g.shape[1:3], g.dtype, window, strides, padding)
-    (dx,) = onednn.call(key, [g, argmax], [jax.ShapeDtypeStruct(x_shape, g.dtype)])
+    (dx,) = onednn_loader.call(key, [g, argmax], [jax.ShapeDtypeStruct(x_shape, g.dtype)])
     return (dx,)
 
 

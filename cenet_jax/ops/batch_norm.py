@@ -1,5 +1,5 @@
-"""BatchNorm's training-mode arithmetic with a hand-written VJP, in as few passes over the
-activations as the maths allows.
+"""BatchNorm's training-mode arithmetic of the `xla` and `matmul` formulations: XLA operations
+with a hand-written VJP, in as few passes over the activations as the maths allows.
 
 Forward: one pass for the statistics (sums of d and d^2 with d = x - K, K the first pixel of
 the batch per channel: the shifted-data variance, free of the cancellation of E[x^2] - E[x]^2

@@ -1,95 +1,36 @@
-"""Convolution arithmetic behind `layers.Conv` / `layers.ConvTranspose`, in the formulation
-`model.conv_impl` names (`resolve_conv_impl` turns 'auto' into one of them).
+"""The `matmul` formulation (the CPU fallback where the oneDNN extension is absent or JAX has
+several CPU devices): convolutions and max pooling written so that the expensive parts are plain
+matrix products, which XLA:CPU runs at its full GEMM rate while its convolution gradients do not
+(openxla/xla #34273).
 
-`xla`: `lax.conv_general_dilated` for everything (XLA's own convolution kernels and gradients),
-the reference, and what GPUs and TPUs run.
-
-`onednn` (the CPU default): forward, input and weight gradients (bias included) of every
-convolution in oneDNN through XLA FFI calls (`onednn_ops`). Dtypes oneDNN lacks (float64) use
-`matmul`.
-
-`matmul` (the CPU fallback where the extension is absent or JAX has several CPU devices): the
-same functions written so that the expensive parts are plain matrix products,
-which XLA:CPU runs at its full GEMM rate while its convolution gradients do not (openxla/xla
-#34273): 1x1 convolutions are `dot`s; k x k convolutions keep XLA's forward and input
-gradient (a custom VJP) but compute the weight gradient as Winograd F(2x2, 3x3) products
-(3x3 stride 1) or as im2col times one matmul (the rest); transposed convolutions are one
-matmul over channels followed by an overlap-add of the k x k taps (no zero-inserted input).
-Every function takes and returns the same arrays as its `xla` twin (NHWC input, HWIO kernel,
-PyTorch's explicit padding), so parameters, converters and checkpoints do not depend on the
-formulation.
+1x1 convolutions are `dot`s; k x k convolutions keep XLA's forward and input gradient (a custom
+VJP) but compute the weight gradient as Winograd F(2x2, 3x3) products (3x3 stride 1) or as
+im2col times one matmul (the rest); transposed convolutions are one matmul over channels followed
+by an overlap-add of the k x k taps (no zero-inserted input). Max pooling keeps XLA's forward;
+its gradient goes to each window's first maximum in row-major order (PyTorch's and XLA's tie
+rule), found by comparing the k*k strided taps of the input with the pooled output and summed
+back with the same overlap-add (XLA:CPU runs select-and-scatter 2-3x slower,
+docs/performance.md). Every function takes and returns the same arrays as its `xla` twin.
 """
 from __future__ import annotations
 
 import functools
-import logging
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cenet_jax.errors import ConfigError
-from cenet_jax.models import onednn, onednn_ops
-
-log = logging.getLogger('cenet_jax')
+from cenet_jax.ops import xla
 
 Pair = tuple[int, int]
 Padding = Sequence[tuple[int, int]]
 
-CONV_IMPLS = ('xla', 'matmul', 'onednn', 'auto')
 # Below this many output channels (the logits layer) a GEMM is a thin matrix-vector product
 # and XLA's own convolution is faster.
 MIN_MATMUL_FEATURES = 8
 # Below this many pixels (N*H*W) im2col's weight gradient beats Winograd's 16 thin products.
 MIN_WINOGRAD_PIXELS = 1024
-_DIMS = ('NHWC', 'HWIO', 'NHWC')
-
-
-def resolve_conv_impl(impl: str, backend: str | None = None,
-                      num_devices: int | None = None) -> str:
-    """'auto' -> 'onednn' on a single CPU device where the extension loads (else 'matmul', with
-    one log line saying why), 'xla' on GPU/TPU (cuDNN, TPU convolutions). With several CPU
-    devices XLA would run each oneDNN call on the whole batch on every device (it replicates
-    custom calls), so 'auto' stays on 'matmul' there. An explicit 'onednn' that cannot run is
-    a ConfigError that says why."""
-    if impl not in CONV_IMPLS:
-        raise ValueError(f'model.conv_impl must be one of {CONV_IMPLS}, got {impl!r}')
-    backend = backend or jax.default_backend()
-    if impl == 'onednn':
-        reason = (f'it runs on CPU only (JAX runs on {backend})' if backend != 'cpu'
-                  else onednn.unavailable_reason())
-        if reason:
-            raise ConfigError(f"model.conv_impl='onednn' cannot run: {reason}. Use "
-                              "model.conv_impl='auto' or 'xla'.")
-        return impl
-    if impl != 'auto':
-        return impl
-    if backend != 'cpu':
-        return 'xla'
-    num_devices = jax.device_count() if num_devices is None else num_devices
-    reason = onednn.unavailable_reason()
-    if reason is None and num_devices > 1:
-        reason = (f'JAX has {num_devices} CPU devices, and XLA would run every oneDNN call on '
-                  'the whole batch on each of them')
-    if reason is None:
-        return 'onednn'
-    _log_fallback_once(reason)
-    return 'matmul'
-
-
-def describe_conv_impl(impl: str) -> str:
-    """A resolved formulation for the logs, e.g. 'onednn (oneDNN 3.2.0, avx512_core_amx)'."""
-    if impl == 'onednn' and onednn.available():
-        version, _, isa = onednn.version().partition(' ')
-        return f'onednn (oneDNN {version}, {isa})'
-    return impl
-
-
-@functools.cache
-def _log_fallback_once(reason: str) -> None:
-    log.warning("model.conv_impl='auto' uses 'matmul' (XLA) convolutions, not oneDNN: %s",
-                reason)
 
 
 def _accumulator(dtype: jnp.dtype) -> jnp.dtype:
@@ -105,33 +46,6 @@ def _dot(a: jax.Array, b: jax.Array, contract: tuple[int, int],
                               preferred_element_type=_accumulator(a.dtype))
     return out if accumulate else out.astype(a.dtype)
 
-
-# ---------------------------------------------------------------------------------------------
-# XLA's native convolutions (the reference formulation).
-
-def xla_conv(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding,
-             dilation: Pair) -> jax.Array:
-    """NHWC x HWIO cross-correlation with explicit (PyTorch-style) padding."""
-    return jax.lax.conv_general_dilated(
-        x, kernel, window_strides=strides, padding=tuple(tuple(p) for p in padding),
-        rhs_dilation=dilation, dimension_numbers=_DIMS)
-
-
-def xla_conv_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pair,
-                       output_padding: Pair) -> jax.Array:
-    """PyTorch ConvTranspose2d with kernel (kH, kW, Cout, Cin): dilate the input by the stride,
-    pad by k - 1 - p (plus output_padding at the end), correlate with the flipped kernel."""
-    kh, kw = kernel.shape[:2]
-    flipped = jnp.flip(kernel, axis=(0, 1)).transpose(0, 1, 3, 2)  # (kH, kW, Cin, Cout)
-    pads = ((kh - 1 - padding[0], kh - 1 - padding[0] + output_padding[0]),
-            (kw - 1 - padding[1], kw - 1 - padding[1] + output_padding[1]))
-    return jax.lax.conv_general_dilated(
-        x, flipped, window_strides=(1, 1), padding=pads, lhs_dilation=strides,
-        dimension_numbers=_DIMS)
-
-
-# ---------------------------------------------------------------------------------------------
-# Matmul formulations.
 
 # Weight gradients are summed over chunks of the batch of at most this many input bytes, so
 # their im2col / Winograd temporaries stay a few times this size instead of growing with the
@@ -255,16 +169,16 @@ def conv_matmul_weight_grad(x: jax.Array, kernel: jax.Array, strides: Pair, padd
                             dilation: Pair) -> jax.Array:
     """XLA's convolution and input gradient; the weight gradient as Winograd products (3x3
     stride 1) or im2col times one matmul, summed over batch chunks."""
-    return xla_conv(x, kernel, strides, padding, dilation)
+    return xla.conv(x, kernel, strides, padding, dilation)
 
 
 def _conv_fwd(x, kernel, strides, padding, dilation):
-    return xla_conv(x, kernel, strides, padding, dilation), (x, kernel)
+    return xla.conv(x, kernel, strides, padding, dilation), (x, kernel)
 
 
 def _conv_bwd(strides, padding, dilation, residuals, g):
     x, kernel = residuals
-    _, input_vjp = jax.vjp(lambda x_: xla_conv(x_, kernel, strides, padding, dilation), x)
+    _, input_vjp = jax.vjp(lambda x_: xla.conv(x_, kernel, strides, padding, dilation), x)
     (dx,) = input_vjp(g)
     kernel_hw = kernel.shape[:2]
     if _uses_winograd(x.shape, kernel_hw, strides, padding, dilation):
@@ -312,7 +226,7 @@ def _transpose_output_hw(x_hw: Pair, kernel_hw: Pair, strides: Pair, padding: Pa
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def conv_transpose_matmul(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pair,
+def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pair,
                           output_padding: Pair) -> jax.Array:
     """PyTorch ConvTranspose2d as one matmul (N*H*W, Cin) x (Cin, kh*kw*Cout) and an
     overlap-add of the k x k taps (no zero-inserted input).
@@ -336,7 +250,7 @@ def _gradient_conv_padding(x_hw: Pair, g_hw: Pair, kernel_hw: Pair, strides: Pai
 
 
 def _conv_transpose_fwd(x, kernel, strides, padding, output_padding):
-    return conv_transpose_matmul(x, kernel, strides, padding, output_padding), (x, kernel)
+    return conv_transpose(x, kernel, strides, padding, output_padding), (x, kernel)
 
 
 def _conv_transpose_bwd(strides, padding, output_padding, residuals, g):
@@ -347,7 +261,7 @@ def _conv_transpose_bwd(strides, padding, output_padding, residuals, g):
     # A negative high padding (output_padding > padding) crops the gradient first.
     g = g[:, :g.shape[1] + min(0, pads[0][1]), :g.shape[2] + min(0, pads[1][1])]
     pads = tuple((lo, max(0, hi)) for lo, hi in pads)
-    dx = xla_conv(g, kernel, strides, pads, (1, 1))  # (kh, kw, Cout, Cin) is HWIO here
+    dx = xla.conv(g, kernel, strides, pads, (1, 1))  # (kh, kw, Cout, Cin) is HWIO here
 
     # The roles swap: the weight gradient is im2col of the output gradient times the input.
     dk = sum_over_batch_chunks(functools.partial(im2col_weight_grad, kernel_hw=(kh, kw),
@@ -356,54 +270,52 @@ def _conv_transpose_bwd(strides, padding, output_padding, residuals, g):
     return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
 
 
-conv_transpose_matmul.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
-def matmul_conv(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding,
-                dilation: Pair) -> jax.Array:
-    """The matmul formulation of `xla_conv`: a 1x1 dot, or XLA's convolution with a matmul
+def conv(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding,
+         dilation: Pair) -> jax.Array:
+    """The matmul formulation of `xla.conv`: a 1x1 dot, or XLA's convolution with a matmul
     weight gradient (XLA's own for the few-channel logits layer)."""
     kh, kw, _, cout = kernel.shape
     padding = tuple(tuple(int(v) for v in p) for p in padding)
     if cout < MIN_MATMUL_FEATURES:
-        return xla_conv(x, kernel, strides, padding, dilation)
+        return xla.conv(x, kernel, strides, padding, dilation)
     if (kh, kw) == (1, 1) and padding == ((0, 0), (0, 0)):
         return conv_1x1(x, kernel, strides)
     return conv_matmul_weight_grad(x, kernel, tuple(strides), padding, tuple(dilation))
 
 
-def _add_bias(y: jax.Array, bias: jax.Array | None) -> jax.Array:
-    return y if bias is None else y + bias.astype(y.dtype)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def max_pool(x: jax.Array, window: Pair, strides: Pair, padding: Padding) -> jax.Array:
+    """`xla.max_pool` whose gradient is formed from strided comparisons (see module doc)."""
+    return xla.max_pool(x, window, strides, padding)
 
 
-def conv2d(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding, dilation: Pair,
-           impl: str = 'xla', bias: jax.Array | None = None) -> jax.Array:
-    """Cross-correlation NHWC x HWIO with explicit padding, plus an optional bias, in the chosen
-    formulation, computed in x's dtype (on the onednn path a float32 kernel and bias keep
-    float32 gradients, the bias gradient summed by oneDNN's weight-gradient pass)."""
-    if impl == 'onednn' and onednn_ops.supports(x.dtype, kernel.dtype):
-        return onednn_ops.conv(x, kernel, strides, padding, dilation, bias)
-    kernel = kernel.astype(x.dtype)
-    if impl == 'xla':
-        return _add_bias(xla_conv(x, kernel, strides, padding, dilation), bias)
-    if impl in ('matmul', 'onednn'):  # onednn: dtypes oneDNN lacks
-        return _add_bias(matmul_conv(x, kernel, strides, padding, dilation), bias)
-    raise ValueError(f"conv impl must be 'xla', 'matmul' or 'onednn' here (resolve 'auto' "
-                     f"first), got {impl!r}")
+def _max_pool_fwd(x, window, strides, padding):
+    y = xla.max_pool(x, window, strides, padding)
+    return y, (x, y)
 
 
-def conv2d_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pair,
-                     output_padding: Pair, impl: str = 'xla',
-                     bias: jax.Array | None = None) -> jax.Array:
-    """PyTorch ConvTranspose2d semantics (kernel (kH, kW, Cout, Cin)) plus an optional bias, in
-    the chosen formulation, computed in x's dtype."""
-    if (impl == 'onednn' and onednn_ops.supports(x.dtype, kernel.dtype)
-            and onednn_ops.transpose_supported(padding, output_padding)):
-        return onednn_ops.conv_transpose(x, kernel, strides, padding, output_padding, bias)
-    kernel = kernel.astype(x.dtype)
-    if impl == 'xla':
-        return _add_bias(xla_conv_transpose(x, kernel, strides, padding, output_padding), bias)
-    if impl in ('matmul', 'onednn'):
-        return _add_bias(conv_transpose_matmul(x, kernel, strides, padding, output_padding), bias)
-    raise ValueError(f"conv impl must be 'xla', 'matmul' or 'onednn' here (resolve 'auto' "
-                     f"first), got {impl!r}")
+def _max_pool_bwd(window, strides, padding, residuals, g):
+    x, y = residuals
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw) = window, strides
+    (pt, pb), (pl, pr) = padding
+    xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-jnp.inf)
+    ho, wo = y.shape[1:3]
+    zero = jnp.zeros((), g.dtype)
+    taken = jnp.zeros(y.shape, bool)
+    taps = []
+    for i in range(kh):
+        for j in range(kw):
+            tap = jax.lax.slice(xp, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
+                                (1, sh, sw, 1))
+            first = (tap == y) & ~taken
+            taken = taken | first
+            taps.append(jnp.where(first, g, zero))
+    cols = jnp.stack(taps, axis=3).reshape(n, ho, wo, kh, kw, c)
+    return (overlap_add(cols, (sh, sw), (pt, pl), (h, w)),)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)

@@ -1,6 +1,7 @@
-"""Loader of the compiled oneDNN extension (`csrc/`, built by `pip install -e .`) and the one
-way to call it from jitted code: `call(key, inputs, results)`, an XLA FFI custom call that runs
-the oneDNN operation `key` describes (the operations and their VJPs are in `onednn_ops.py`).
+"""Loader of the compiled oneDNN extension (`csrc/`, built by `pip install -e .` into this
+folder as `_onednn*.so`) and the one way to call it from jitted code: `call(key, inputs,
+results)`, an XLA FFI custom call that runs the oneDNN operation `key` describes (the
+operations and their VJPs are in `onednn.py`).
 
 The extension needs oneDNN 3.2's runtime from the `onednn-cpu-gomp` wheel (x86-64 Linux); where
 it cannot load, `unavailable_reason()` says why and `conv_impl='auto'` stays on 'matmul'.

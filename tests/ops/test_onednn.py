@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 
 from cenet_jax.errors import ConfigError
-from cenet_jax.models import build_model, conv_math, norm_math, onednn, onednn_ops, pool_math
-from cenet_jax.models import reference_config
+from cenet_jax import ops
+from cenet_jax.models import build_model, reference_config
+from cenet_jax.ops import batch_norm, dispatch, onednn, onednn_loader
 
 from .test_conv_impl import CONV_CASES, TRANSPOSE_CASES
 
-pytestmark = pytest.mark.skipif(not onednn.available(),
-                                reason=f'oneDNN extension unavailable: {onednn.unavailable_reason()}')
+pytestmark = pytest.mark.skipif(
+    not onednn_loader.available(),
+    reason=f'oneDNN extension unavailable: {onednn_loader.unavailable_reason()}')
 
 # float32 against a float64 reference: relative to the largest magnitude of each result.
 FLOAT32_TOLERANCE = 2e-5
@@ -46,7 +48,7 @@ def _conv_case(case, bias):
     rng = np.random.default_rng(0)
     args = [rng.standard_normal(xs), rng.standard_normal(ks),
             rng.standard_normal(ks[-1]) if bias else None]
-    return args, lambda impl: (lambda x, k, b: conv_math.conv2d(
+    return args, lambda impl: (lambda x, k, b: ops.conv2d(
         x, k, strides, padding, dilation, impl, b))
 
 
@@ -55,7 +57,7 @@ def _transpose_case(case, bias):
     rng = np.random.default_rng(0)
     args = [rng.standard_normal(xs), rng.standard_normal(ks),
             rng.standard_normal(ks[2]) if bias else None]
-    return args, lambda impl: (lambda x, k, b: conv_math.conv2d_transpose(
+    return args, lambda impl: (lambda x, k, b: ops.conv2d_transpose(
         x, k, strides, padding, output_padding, impl, b))
 
 
@@ -105,7 +107,7 @@ def test_bfloat16_against_float32(case):
 @pytest.mark.parametrize('relu', [False, True], ids=['bn', 'bn+relu'])
 @pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
 def test_batch_norm_matches_the_xla_formulation(relu, dtype):
-    """oneDNN's training-mode BatchNorm (ReLU fused) against norm_math's: output, batch
+    """oneDNN's training-mode BatchNorm (ReLU fused) against batch_norm's: output, batch
     statistics, and the gradients of x, scale and bias."""
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((2, 9, 10, 16)) * 3 + 1).astype(np.float32)
@@ -113,11 +115,11 @@ def test_batch_norm_matches_the_xla_formulation(relu, dtype):
     act = jnp.dtype(dtype)
 
     def ref_fn(x, s, b):
-        y, mean, var = norm_math.batch_norm_train(x, s, b, 1e-5)
+        y, mean, var = batch_norm.batch_norm_train(x, s, b, 1e-5)
         return (jax.nn.relu(y) if relu else y), mean, var
 
     def got_fn(x, s, b):
-        return onednn_ops.batch_norm_train(x.astype(act), s, b, 1e-5, relu)
+        return onednn.batch_norm_train(x.astype(act), s, b, 1e-5, relu)
 
     args = [jnp.asarray(a, jnp.float32) for a in (x, scale, bias)]
     ref, got = ref_fn(*args), jax.jit(got_fn)(*args)
@@ -144,7 +146,7 @@ def test_max_pool_matches_xla(impl, window, strides, padding):
     (the gradient up to the order of the sums where windows overlap)."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(np.maximum(rng.standard_normal((2, 11, 12, 8)), 0), jnp.float32)
-    fns = {i: (lambda x, i=i: pool_math.max_pool(x, window, strides, padding, i))
+    fns = {i: (lambda x, i=i: ops.max_pool(x, window, strides, padding, i))
            for i in ('xla', impl)}
     ref = _values_and_grads(fns['xla'], [x], jnp.float32)
     got = _values_and_grads(jax.jit(fns[impl]), [x], jnp.float32)
@@ -153,44 +155,44 @@ def test_max_pool_matches_xla(impl, window, strides, padding):
 
 
 def test_auto_resolution_and_fallbacks(monkeypatch, caplog):
-    assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'onednn'
-    assert conv_math.resolve_conv_impl('onednn', 'cpu', num_devices=4) == 'onednn'
-    conv_math._log_fallback_once.cache_clear()  # the reason is logged once per process
+    assert ops.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'onednn'
+    assert ops.resolve_conv_impl('onednn', 'cpu', num_devices=4) == 'onednn'
+    dispatch._log_fallback_once.cache_clear()  # the reason is logged once per process
     with caplog.at_level(logging.WARNING, logger='cenet_jax'):
-        assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=4) == 'matmul'
+        assert ops.resolve_conv_impl('auto', 'cpu', num_devices=4) == 'matmul'
     assert '4 CPU devices' in caplog.text
     with pytest.raises(ConfigError, match='runs on CPU only'):
-        conv_math.resolve_conv_impl('onednn', 'gpu')
+        ops.resolve_conv_impl('onednn', 'gpu')
 
 
 def test_an_extension_that_cannot_load_falls_back_or_is_a_clear_error(monkeypatch, caplog):
     reason = 'the oneDNN extension was not built (test)'
-    monkeypatch.setattr(onednn, '_load', lambda: reason)
-    conv_math._log_fallback_once.cache_clear()
+    monkeypatch.setattr(onednn_loader, '_load', lambda: reason)
+    dispatch._log_fallback_once.cache_clear()
     with caplog.at_level(logging.WARNING, logger='cenet_jax'):
-        assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'matmul'
-        assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'matmul'
+        assert ops.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'matmul'
+        assert ops.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'matmul'
     assert caplog.text.count(reason) == 1, 'one log line, not one per model'
     cfg = reference_config()
     cfg.conv_impl = 'onednn'
     with pytest.raises(ConfigError, match=r"conv_impl='onednn' cannot run: the oneDNN extension"):
         build_model(cfg)
-    conv_math._log_fallback_once.cache_clear()
+    dispatch._log_fallback_once.cache_clear()
 
 
 def test_impossible_operation_fails_at_trace_time_with_onednns_reason():
-    spec = onednn_ops.ConvSpec(True, (2, 2), (0, -1, 0, -1), (1, 1), (10, 12))
-    key = onednn_ops.conv_key(0, spec, jnp.float32, jnp.float32, False, (2, 5, 6, 4),
+    spec = onednn.ConvSpec(True, (2, 2), (0, -1, 0, -1), (1, 1), (10, 12))
+    key = onednn.conv_key(0, spec, jnp.float32, jnp.float32, False, (2, 5, 6, 4),
                               (3, 3, 3, 4))
     with pytest.raises(ValueError, match='oneDNN cannot run'):
-        onednn.describe(key)
+        onednn_loader.describe(key)
 
 
 def test_calls_from_concurrent_threads_agree():
     """Plans are cached and executions serialised: the same jitted convolution run from four
     threads at once (new shapes, so plans are built concurrently too) gives identical results."""
     rng = np.random.default_rng(0)
-    fn = jax.jit(jax.grad(lambda x, k: jnp.sum(conv_math.conv2d(
+    fn = jax.jit(jax.grad(lambda x, k: jnp.sum(ops.conv2d(
         x, k, (1, 1), ((1, 1), (1, 1)), (1, 1), 'onednn') ** 2), argnums=(0, 1)))
     x = jnp.asarray(rng.standard_normal((2, 13, 15, 6)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((3, 3, 6, 10)), jnp.float32)
@@ -210,8 +212,8 @@ def test_calls_from_concurrent_threads_agree():
 
 
 def test_version_names_the_instruction_set():
-    version = onednn.version()
+    version = onednn_loader.version()
     assert version.startswith('3.') and version.split()[1] != 'unknown_isa', version
-    assert conv_math.describe_conv_impl('onednn') == (
+    assert ops.describe_conv_impl('onednn') == (
         f'onednn (oneDNN {version.split()[0]}, {version.split()[1]})')
-    assert conv_math.describe_conv_impl('matmul') == 'matmul'
+    assert ops.describe_conv_impl('matmul') == 'matmul'

@@ -1,4 +1,4 @@
-"""The 'matmul' convolution formulations (conv_math) against XLA's own convolutions: outputs
+"""The 'matmul' convolution formulations (cenet_jax.ops.matmul) against XLA's own convolutions: outputs
 and both gradients in float64 for every layer kind the networks use, the 'auto' resolution,
 and whole-network train-mode gradients against a float64 reference."""
 from __future__ import annotations
@@ -11,12 +11,14 @@ import jax
 import numpy as np
 import pytest
 
-from cenet_jax.models import build_model, conv_math, onednn, reference_config
+from cenet_jax import ops
+from cenet_jax.models import build_model, reference_config
+from cenet_jax.ops import matmul, onednn_loader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.grad_accuracy import compare  # noqa: E402
 
-# (input NHWC, kernel HWIO, strides, padding, dilation): each branch of matmul_conv.
+# (input NHWC, kernel HWIO, strides, padding, dilation): each branch of matmul.conv.
 CONV_CASES = {
     '3x3 Winograd gradient': ((2, 32, 34, 5), (3, 3, 5, 9), (1, 1), ((1, 1), (1, 1)), (1, 1)),
     '3x3 Winograd, odd size': ((2, 33, 35, 5), (3, 3, 5, 9), (1, 1), ((1, 1), (1, 1)), (1, 1)),
@@ -69,21 +71,21 @@ def _assert_matmul_equals_xla(conv, shapes, what):
 def test_matmul_conv_equals_xla_in_float64(case):
     xs, ks, strides, padding, dilation = CONV_CASES[case]
     _assert_matmul_equals_xla(
-        lambda x, k, impl: conv_math.conv2d(x, k, strides, padding, dilation, impl), (xs, ks), case)
+        lambda x, k, impl: ops.conv2d(x, k, strides, padding, dilation, impl), (xs, ks), case)
 
 
 @pytest.mark.parametrize('case', sorted(TRANSPOSE_CASES))
 def test_matmul_conv_transpose_equals_xla_in_float64(case):
     xs, ks, strides, padding, output_padding = TRANSPOSE_CASES[case]
     _assert_matmul_equals_xla(
-        lambda x, k, impl: conv_math.conv2d_transpose(x, k, strides, padding, output_padding, impl),
+        lambda x, k, impl: ops.conv2d_transpose(x, k, strides, padding, output_padding, impl),
         (xs, ks), case)
 
 
 @pytest.mark.parametrize('case', ['3x3 Winograd, odd size', '3x3 stride 2', 'head 4x4/2 p1'])
 def test_weight_gradients_summed_over_batch_chunks(monkeypatch, case):
     """With a tiny chunk budget every weight gradient is a lax.scan over single images."""
-    monkeypatch.setattr(conv_math, 'WEIGHT_GRAD_CHUNK_BYTES', 1)
+    monkeypatch.setattr(matmul, 'WEIGHT_GRAD_CHUNK_BYTES', 1)
     if case in CONV_CASES:
         test_matmul_conv_equals_xla_in_float64(case)
     else:
@@ -91,14 +93,14 @@ def test_weight_gradients_summed_over_batch_chunks(monkeypatch, case):
 
 
 def test_conv_impl_auto_and_errors():
-    cpu_default = 'onednn' if onednn.available() else 'matmul'
-    assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=1) == cpu_default
-    assert conv_math.resolve_conv_impl('auto', 'cpu', num_devices=4) == 'matmul'
-    assert conv_math.resolve_conv_impl('auto', 'gpu') == 'xla'
-    assert conv_math.resolve_conv_impl('auto', 'tpu') == 'xla'
-    assert conv_math.resolve_conv_impl('xla', 'cpu') == 'xla'
+    cpu_default = 'onednn' if onednn_loader.available() else 'matmul'
+    assert ops.resolve_conv_impl('auto', 'cpu', num_devices=1) == cpu_default
+    assert ops.resolve_conv_impl('auto', 'cpu', num_devices=4) == 'matmul'
+    assert ops.resolve_conv_impl('auto', 'gpu') == 'xla'
+    assert ops.resolve_conv_impl('auto', 'tpu') == 'xla'
+    assert ops.resolve_conv_impl('xla', 'cpu') == 'xla'
     with pytest.raises(ValueError, match='conv_impl must be one of'):
-        conv_math.resolve_conv_impl('winograd')
+        ops.resolve_conv_impl('winograd')
     cfg = reference_config()
     assert cfg.conv_impl == 'auto'
     cfg.conv_impl = 'fast'
@@ -108,7 +110,7 @@ def test_conv_impl_auto_and_errors():
 
 def test_parameters_do_not_depend_on_conv_impl():
     shapes = {}
-    for impl in ('xla', 'matmul') + (('onednn',) if onednn.available() else ()):
+    for impl in ('xla', 'matmul') + (('onednn',) if onednn_loader.available() else ()):
         cfg = reference_config()
         cfg.conv_impl = impl
         variables = jax.eval_shape(lambda: build_model(cfg).init(
@@ -122,7 +124,7 @@ def test_whole_network_gradients_as_accurate_as_xla():
     """Train-mode Dice gradients of CE-Net (every layer kind) against float64: the matmul and
     onednn paths are as close to float64 as XLA's float32 path, leaf by leaf (a wrong formulation would be
     off by O(1)). Leaves that are zero in exact arithmetic are skipped (see grad_accuracy)."""
-    fast = ['matmul'] + (['onednn'] if onednn.available() else [])
+    fast = ['matmul'] + (['onednn'] if onednn_loader.available() else [])
     errors = compare(size=64, batch=2, impls=['xla', *fast])
     assert len(errors['xla']) > 100
     for impl in fast:

@@ -1,0 +1,139 @@
+"""Which formulation runs each operation. `resolve_conv_impl` turns `model.conv_impl='auto'`
+into 'xla', 'matmul' or 'onednn' for the machine; `conv2d`, `conv2d_transpose`,
+`batch_norm_train` and `max_pool` send a call to that formulation's module (`xla`, `matmul`,
+`onednn`, `batch_norm`). Every formulation takes and returns the same arrays (NHWC input, HWIO
+kernel, PyTorch's explicit padding), so parameters, converters and checkpoints do not depend on
+the choice. `onednn` covers float32 and bfloat16; other dtypes (float64 reference checks) run
+`matmul` there.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Sequence
+
+import jax
+
+from cenet_jax.errors import ConfigError
+from cenet_jax.ops import batch_norm, matmul, onednn, onednn_loader, xla
+
+log = logging.getLogger('cenet_jax')
+
+Pair = tuple[int, int]
+Padding = Sequence[tuple[int, int]]
+
+CONV_IMPLS = ('xla', 'matmul', 'onednn', 'auto')
+
+
+def resolve_conv_impl(impl: str, backend: str | None = None,
+                      num_devices: int | None = None) -> str:
+    """'auto' -> 'onednn' on a single CPU device where the extension loads (else 'matmul', with
+    one log line saying why), 'xla' on GPU/TPU (cuDNN, TPU convolutions). With several CPU
+    devices XLA would run each oneDNN call on the whole batch on every device (it replicates
+    custom calls), so 'auto' stays on 'matmul' there. An explicit 'onednn' that cannot run is
+    a ConfigError that says why."""
+    if impl not in CONV_IMPLS:
+        raise ValueError(f'model.conv_impl must be one of {CONV_IMPLS}, got {impl!r}')
+    backend = backend or jax.default_backend()
+    if impl == 'onednn':
+        reason = (f'it runs on CPU only (JAX runs on {backend})' if backend != 'cpu'
+                  else onednn_loader.unavailable_reason())
+        if reason:
+            raise ConfigError(f"model.conv_impl='onednn' cannot run: {reason}. Use "
+                              "model.conv_impl='auto' or 'xla'.")
+        return impl
+    if impl != 'auto':
+        return impl
+    if backend != 'cpu':
+        return 'xla'
+    num_devices = jax.device_count() if num_devices is None else num_devices
+    reason = onednn_loader.unavailable_reason()
+    if reason is None and num_devices > 1:
+        reason = (f'JAX has {num_devices} CPU devices, and XLA would run every oneDNN call on '
+                  'the whole batch on each of them')
+    if reason is None:
+        return 'onednn'
+    _log_fallback_once(reason)
+    return 'matmul'
+
+
+def describe_conv_impl(impl: str) -> str:
+    """A resolved formulation for the logs, e.g. 'onednn (oneDNN 3.2.0, avx512_core_amx)'."""
+    if impl == 'onednn' and onednn_loader.available():
+        version, _, isa = onednn_loader.version().partition(' ')
+        return f'onednn (oneDNN {version}, {isa})'
+    return impl
+
+
+@functools.cache
+def _log_fallback_once(reason: str) -> None:
+    log.warning("model.conv_impl='auto' uses 'matmul' (XLA) convolutions, not oneDNN: %s",
+                reason)
+
+
+def _add_bias(y: jax.Array, bias: jax.Array | None) -> jax.Array:
+    return y if bias is None else y + bias.astype(y.dtype)
+
+
+def _unresolved(impl: str) -> ValueError:
+    return ValueError(f"conv impl must be 'xla', 'matmul' or 'onednn' here (resolve 'auto' "
+                      f"first), got {impl!r}")
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding, dilation: Pair,
+           impl: str = 'xla', bias: jax.Array | None = None) -> jax.Array:
+    """Cross-correlation NHWC x HWIO with explicit padding, plus an optional bias, in the chosen
+    formulation, computed in x's dtype (on the onednn path a float32 kernel and bias keep
+    float32 gradients, the bias gradient summed by oneDNN's weight-gradient pass)."""
+    if impl == 'onednn' and onednn.supports(x.dtype, kernel.dtype):
+        return onednn.conv(x, kernel, strides, padding, dilation, bias)
+    kernel = kernel.astype(x.dtype)
+    if impl == 'xla':
+        return _add_bias(xla.conv(x, kernel, strides, padding, dilation), bias)
+    if impl in ('matmul', 'onednn'):  # onednn: dtypes oneDNN lacks
+        return _add_bias(matmul.conv(x, kernel, strides, padding, dilation), bias)
+    raise _unresolved(impl)
+
+
+def conv2d_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pair,
+                     output_padding: Pair, impl: str = 'xla',
+                     bias: jax.Array | None = None) -> jax.Array:
+    """PyTorch ConvTranspose2d semantics (kernel (kH, kW, Cout, Cin)) plus an optional bias, in
+    the chosen formulation, computed in x's dtype."""
+    if (impl == 'onednn' and onednn.supports(x.dtype, kernel.dtype)
+            and onednn.transpose_supported(padding, output_padding)):
+        return onednn.conv_transpose(x, kernel, strides, padding, output_padding, bias)
+    kernel = kernel.astype(x.dtype)
+    if impl == 'xla':
+        return _add_bias(xla.conv_transpose(x, kernel, strides, padding, output_padding), bias)
+    if impl in ('matmul', 'onednn'):
+        return _add_bias(matmul.conv_transpose(x, kernel, strides, padding, output_padding),
+                         bias)
+    raise _unresolved(impl)
+
+
+def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float,
+                     relu: bool = False, impl: str = 'xla'
+                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Training-mode BatchNorm over the last axis, then a ReLU if `relu`: (output in x's dtype,
+    batch mean, biased batch variance). oneDNN's kernel (ReLU fused) for 'onednn' on NHWC
+    float32 / bfloat16, else the one-pass hand-VJP arithmetic of `batch_norm`. Gradients flow
+    to x, scale and bias only (the statistics feed the running averages, not the loss)."""
+    if impl == 'onednn' and x.ndim == 4 and onednn.supports(x.dtype):
+        return onednn.batch_norm_train(x, scale, bias, epsilon, relu)
+    y, mean, var = batch_norm.batch_norm_train(x, scale, bias, epsilon)
+    return (jax.nn.relu(y) if relu else y), mean, var
+
+
+def max_pool(x: jax.Array, window: Pair, strides: Pair, padding: Padding,
+             impl: str = 'xla') -> jax.Array:
+    """Max pooling NHWC with explicit -inf padding (PyTorch MaxPool2d, floor mode); the
+    gradient's formulation follows `impl` (XLA's select-and-scatter, oneDNN's recorded
+    argmax, or matmul's strided comparisons)."""
+    window, strides = tuple(map(int, window)), tuple(map(int, strides))
+    padding = tuple(tuple(int(v) for v in p) for p in padding)
+    if impl == 'xla':
+        return xla.max_pool(x, window, strides, padding)
+    if impl == 'onednn' and onednn.supports(x.dtype):
+        return onednn.max_pool(x, window, strides, padding)
+    return matmul.max_pool(x, window, strides, padding)
