@@ -55,6 +55,7 @@ class JaxCase:
     args: list[Any]
     kind: str
     batch: int
+    conv_impl: str  # the formulation the model runs ('auto' resolved)
 
     def run(self) -> None:
         import jax
@@ -98,14 +99,16 @@ def jax_case(case: str, impl: str) -> JaxCase:
                      in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
                      out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
                      donate_argnums=0)
-        return JaxCase(fn, [state, batch_arrays], kind, batch)
+        return JaxCase(fn, [state, batch_arrays], kind, batch, model.conv_impl)
     variables = parallel.replicate(variables, mesh)
     x = jax.device_put(images, parallel.batch_sharding(mesh))
     apply_fn = lambda x, v: model.apply(v, x, train=False)  # noqa: E731
     if kind == 'fwd':
-        return JaxCase(jax.jit(lambda v, x: apply_fn(x, v)), [variables, x], kind, batch)
+        return JaxCase(jax.jit(lambda v, x: apply_fn(x, v)), [variables, x], kind, batch,
+                       model.conv_impl)
     predict = make_predict_fn(apply_fn, tta='d8')
-    return JaxCase(jax.jit(lambda v, x: predict(x, v)), [variables, x], kind, batch)
+    return JaxCase(jax.jit(lambda v, x: predict(x, v)), [variables, x], kind, batch,
+                   model.conv_impl)
 
 
 def model_flops(case: str) -> float:
