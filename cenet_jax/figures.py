@@ -176,6 +176,11 @@ def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarra
         panels.append(('probability', _probability_panel(probs)))
     if uncertainty is not None:
         panels.append(('uncertainty (TTA std)', uncertainty_colours(uncertainty)))
+    save_panels(path, panels, shape)
+
+
+def save_panels(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], shape: tuple[int, int]) -> None:
+    """PNG of captioned (H, W, 3) panels side by side, small ones enlarged for viewing."""
     zoom = panel_zoom(shape)
     if zoom > 1:
         panels = [(c, np.repeat(np.repeat(p, zoom, axis=0), zoom, axis=1)) for c, p in panels]
@@ -191,6 +196,32 @@ def save_prediction_figure(path: str | Path, image: np.ndarray, label: np.ndarra
         figure.paste(Image.fromarray(panel), (left, top))
         draw.text((left + margin, 1), caption, fill=(0, 0, 0), font=font)
     save_png(figure, path)
+
+
+# Disc-and-cup outlines: the experts' in green (disc) and cyan (cup), the model's in red and yellow.
+TRUE_DISC_COLOUR, TRUE_CUP_COLOUR = (40, 220, 40), (0, 230, 230)
+PRED_DISC_COLOUR, PRED_CUP_COLOUR = (240, 40, 40), (255, 230, 0)
+
+
+def save_disc_cup_figure(path: str | Path, image: np.ndarray, label: np.ndarray, pred: np.ndarray, *,
+                         caption: str = '', uncertainty: np.ndarray | None = None) -> None:
+    """PNG of the image crop with the true (green disc, cyan cup) and predicted (red disc, yellow
+    cup) outlines of a background / rim / cup map [| TTA uncertainty]; `caption` heads the first panel."""
+    rgb = _as_rgb(image)
+    label, pred = np.asarray(label), np.asarray(pred)
+    shape = rgb.shape[:2]
+    for name, array in (('label', label), ('pred', pred), ('uncertainty', uncertainty)):
+        if array is not None and np.shape(array) != shape:
+            raise ValueError(f'{name} has shape {np.shape(array)}, expected the image size {shape}')
+    panel = rgb.copy()
+    width = max(1, min(shape) // 200)
+    for mask, colour in ((label > 0, TRUE_DISC_COLOUR), (label == 2, TRUE_CUP_COLOUR),
+                         (pred > 0, PRED_DISC_COLOUR), (pred == 2, PRED_CUP_COLOUR)):
+        panel[fov_outline(mask, width)] = colour
+    panels = [(caption or 'disc and cup: true green / cyan, predicted red / yellow', panel)]
+    if uncertainty is not None:
+        panels.append(('uncertainty (TTA std)', uncertainty_colours(uncertainty)))
+    save_panels(path, panels, shape)
 
 
 def save_png(figure: Image.Image, path: str | Path) -> None:

@@ -22,7 +22,7 @@ from cenet_jax.data.transforms import AugmentSpec
 
 SYNTHETIC_DATASETS = ('synthetic_vessels', 'synthetic_disc', 'synthetic_oct')
 FILE_DATASETS = ('drive', 'origa', 'messidor', 'rimone', 'lung', 'isbi', 'isbi_tiff', 'oct', 'folder',
-                 'chase_db1', 'stare')
+                 'chase_db1', 'stare', 'drishti_gs1')
 DATASETS = SYNTHETIC_DATASETS + FILE_DATASETS
 
 # Fields that differ from `default_data_config()` per dataset (nested keys as 'augment.vflip').
@@ -43,13 +43,17 @@ DATASET_PRESETS: dict[str, dict[str, Any]] = {
     # come as 0/1 or 0/255 PNGs depending on the copy, so any non-zero value is a vessel.
     'chase_db1': {'label_threshold': 1, 'fov': 'auto'},
     'stare': {'fov': 'auto'},
+    # Optic disc and cup (background / rim / cup) from the 4 experts' soft maps; the official
+    # 50 / 51 split; the paper's 800 x 800 crop around the brightest point, scored on the whole image.
+    'drishti_gs1': {'train_split': 'Training', 'val_split': '', 'test_split': 'Test', 'num_classes': 3,
+                    'disc_crop_size': 800, 'disc_locator': 'blob'},
 }
 # Fields that describe a dataset (split files and fractions, label conventions, decoding, FOV)
 # rather than the model's input: a run evaluated on another dataset takes these from it.
 DATASET_FIELDS = ('train_split', 'val_split', 'test_split', 'val_fraction', 'test_fraction', 'num_folds',
                   'fold', 'split_seed', 'foreground_value', 'label_threshold', 'invert_label', 'class_values',
-                  'annotator', 'mat_key', 'high_bit_depth', 'disc_crop_size', 'disc_crop_sigma', 'fov',
-                  'cross_dataset', 'synthetic')
+                  'annotator', 'mat_key', 'high_bit_depth', 'disc_crop_size', 'disc_crop_sigma', 'disc_locator', 'fov',
+                  'expert_agreement', 'cross_dataset', 'synthetic')
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -85,11 +89,15 @@ def default_data_config() -> ml_collections.ConfigDict:
     cfg.annotator = 1                # DRIVE test: 1st_manual (1) or 2nd_manual (2); RIM-ONE expert number;
                                      # CHASE_DB1: _1stHO (1) / _2ndHO (2); STARE: labels-ah (1) / labels-vk (2)
     cfg.mat_key = ''                 # variable name inside .mat label / boundary files ('' = the only one)
+    cfg.expert_agreement = 3         # soft-map labels (Drishti-GS1): ground truth = pixels marked by at
+                                     # least this many of the 4 experts (3 = majority, the dataset's own)
 
     # Decoding.
     cfg.high_bit_depth = 'range'     # 16-bit / float images to uint8: 'range' (dtype range) | 'minmax'
     cfg.disc_crop_size = 0           # > 0: crop this many pixels around the brightest point (ORIGA 800)
     cfg.disc_crop_sigma = 50.0       # Gaussian smoothing (pixels) before finding the brightest point
+    cfg.disc_locator = 'brightest'   # how the crop finds the disc: 'brightest' (the paper) | 'blob'
+                                     # (a bright red blob inside the FOV; data/disc_crop.py)
     cfg.fov = 'file'                 # field of view: 'file' = the dataset's FOV masks (DRIVE mask/, folder
                                      # fov/), else the whole image; 'auto' = those, else derived from the
                                      # fundus image (data/fov.py); 'none' = always the whole image
@@ -161,7 +169,9 @@ def decode_spec(cfg: ml_collections.ConfigDict) -> DecodeSpec:
     """How to decode records of a data config, as a plain `DecodeSpec`."""
     return DecodeSpec(label=label_spec(cfg), high_bit_depth=str(cfg.high_bit_depth),
                       disc_crop_size=int(cfg.disc_crop_size), disc_crop_sigma=float(cfg.disc_crop_sigma),
-                      mat_key=str(cfg.mat_key), fov=str(cfg.get('fov', 'file')))
+                      mat_key=str(cfg.mat_key), fov=str(cfg.get('fov', 'file')),
+                      expert_agreement=int(cfg.get('expert_agreement', 3)),
+                      disc_locator=str(cfg.get('disc_locator', 'brightest')))
 
 
 def layout_params(cfg: ml_collections.ConfigDict) -> LayoutParams:

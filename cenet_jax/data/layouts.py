@@ -35,6 +35,10 @@ LAYOUTS: dict[str, str] = {
               'lists train.txt / val.txt / test.txt (test.txt alone: the other images are train)',
     'chase_db1': 'one folder: Image_01L.jpg with its vessel masks Image_01L_1stHO.png (first observer, '
                  'annotator=1) and Image_01L_2ndHO.png (second observer, annotator=2)',
+    'drishti_gs1': '[Drishti-GS1_files/]{Training,Test}/Images/[one sub-folder, e.g. ALL/]NAME.png with '
+                   '{Training,Test}/GT/NAME/SoftMap/NAME_ODsegSoftmap.png and NAME_cupsegSoftmap.png (soft maps: '
+                   '0/64/128/191/255 = how many of the 4 experts marked the pixel) and GT/NAME/NAME_cdrValues.txt '
+                   '(the experts\' cup-to-disc ratios)',
     'stare': 'stare-images/im0001.ppm with labels-ah/im0001.ah.ppm (Hoover, annotator=1) or '
              'labels-vk/im0001.vk.ppm (Kouznetsova, annotator=2); .ppm, .pgm or .png, optionally '
              'gzipped (.ppm.gz); images without a label are left out',
@@ -47,13 +51,16 @@ _ANY_EXTENSION = IMAGE_EXTENSIONS + ARRAY_EXTENSIONS
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One record's files. `label` is empty for OCT records labelled by `boundaries`; `frame` is
-    the page of a multi-page TIFF (-1 for ordinary files)."""
+    the page of a multi-page TIFF (-1 for ordinary files). Disc-and-cup sets (Drishti-GS1) give the
+    disc soft map as `label`, the cup soft map as `cup` and the experts' CDR values as `cdr`."""
     id: str
     image: str
     label: str = ''
     fov: str = ''
     boundaries: str = ''
     frame: int = -1
+    cup: str = ''
+    cdr: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,6 +355,55 @@ def _stare(root: Path, params: LayoutParams) -> Listing:
     return _single_pool(entries, orphans, f'{image_dir} with {label_dir}', 'STARE', notes)
 
 
+DRISHTI_SPLITS = ('Training', 'Test')
+
+
+def _drishti_root(root: Path) -> Path:
+    """The folder holding Training/ and Test/: `root` itself or its Drishti-GS1_files/ (as distributed)."""
+    for candidate in (root, root / 'Drishti-GS1_files'):
+        if all((candidate / split).is_dir() for split in DRISHTI_SPLITS):
+            return candidate
+    raise DataError(f"dataset 'drishti_gs1': neither {root} nor {root / 'Drishti-GS1_files'} holds both "
+                    f"Training/ and Test/; layout: {LAYOUTS['drishti_gs1']}")
+
+
+def _drishti_images(split_dir: Path) -> Path:
+    """The image folder of a Drishti-GS1 split: Images/, or its only sub-folder (some copies add
+    one level, e.g. Images/ALL/)."""
+    images = require_dir(split_dir / 'Images', 'drishti_gs1')
+    if files_by_stem(images, IMAGE_EXTENSIONS):
+        return images
+    folders = sorted(p for p in images.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    if len(folders) != 1:
+        raise DataError(f"dataset 'drishti_gs1': {images} holds no images and "
+                        f"{'no sub-folder' if not folders else f'{len(folders)} sub-folders'} "
+                        f"(expected the images there or in one sub-folder); layout: {LAYOUTS['drishti_gs1']}")
+    return folders[0]
+
+
+def _drishti_gs1(root: Path, params: LayoutParams) -> Listing:
+    """Drishti-GS1: the official 50 Training / 51 Test images, each with its GT/NAME/ folder."""
+    base = _drishti_root(root)
+    names = {'train': params.train_split or 'Training', 'test': params.test_split or 'Test'}
+    pools, orphans, sources = {}, [], {}
+    for split, folder in names.items():
+        split_dir = require_dir(base / folder, 'drishti_gs1')
+        image_dir = _drishti_images(split_dir)
+        images = files_by_stem(image_dir, IMAGE_EXTENSIONS)
+        if not images:
+            raise no_images_error('drishti_gs1', image_dir)
+        truth = require_dir(split_dir / 'GT', 'drishti_gs1')
+        pools[split] = [Entry(id=stem, image=str(path),
+                              label=str(truth / stem / 'SoftMap' / f'{stem}_ODsegSoftmap.png'),
+                              cup=str(truth / stem / 'SoftMap' / f'{stem}_cupsegSoftmap.png'),
+                              cdr=str(truth / stem / f'{stem}_cdrValues.txt'))
+                        for stem, path in images.items()]
+        orphans += [f'{folder} (no image {folder.name}.* in {image_dir} pairs with it)'
+                    for folder in sorted(truth.iterdir()) if folder.is_dir() and folder.name not in images]
+        sources[split] = str(split_dir)
+    return Listing(pools, orphans, sources=sources)
+
+
 LISTERS: dict[str, Callable[[Path, LayoutParams], Listing]] = {
     'drive': _drive,
     'origa': _listed_pairs('origa', 'images', 'masks', lambda stem: stem),
@@ -360,6 +416,7 @@ LISTERS: dict[str, Callable[[Path, LayoutParams], Listing]] = {
     'folder': _folder,
     'chase_db1': _chase_db1,
     'stare': _stare,
+    'drishti_gs1': _drishti_gs1,
 }
 
 

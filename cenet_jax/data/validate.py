@@ -27,7 +27,8 @@ def _missing(entry: Entry) -> str | None:
     if not Path(entry.image).is_file():
         return f'image {entry.image} does not exist' + (
             f' (its label would be {entry.label})' if entry.label else '')
-    for what, path in (('label', entry.label), ('boundaries', entry.boundaries), ('FOV mask', entry.fov)):
+    for what, path in (('label', entry.label), ('boundaries', entry.boundaries), ('FOV mask', entry.fov),
+                       ('cup soft map', entry.cup), ('CDR values', entry.cdr)):
         if path and not Path(path).is_file():
             return f'image {entry.image} has no {what}: expected {path}'
     if not entry.label and not entry.boundaries:
@@ -48,7 +49,7 @@ def check_header(entry: Entry, spec: DecodeSpec) -> str | None:
             if tuple(shape) not in (expected, expected[::-1]):
                 return (f'boundaries {entry.boundaries}: shape {tuple(shape)}, expected {expected} = '
                         f'(num_classes - 1 boundaries, width of {entry.image})')
-        for what, path in (('label', entry.label), ('FOV mask', entry.fov)):
+        for what, path in (('label', entry.label), ('FOV mask', entry.fov), ('cup soft map', entry.cup)):
             if path:
                 other = image_hw(path, entry.frame if what == 'label' else -1)
                 if other != hw:

@@ -34,11 +34,12 @@ import numpy as np
 
 from cenet_jax.disk import write_atomic
 from cenet_jax.evaluation.tasks import TASKS
-from cenet_jax.figures import save_prediction_figure
+from cenet_jax.data.soft_labels import CUP
+from cenet_jax.figures import save_disc_cup_figure, save_prediction_figure
 from cenet_jax.losses import predict_classes
 from cenet_jax.metrics import (ConfusionCounts, ScoreHistogram, ScoreSet,
-                               Summary, auc, boundary_error_sums, boundary_positions, mae_from_sums,
-                               overall_mae, rand_info_scores, summarize)
+                               Summary, auc, boundary_error_sums, boundary_positions, expert_spread,
+                               mae_from_sums, overall_mae, rand_info_scores, summarize, vertical_cdr)
 
 Record = Mapping[str, Any]
 
@@ -171,8 +172,25 @@ def _check_labels(label: np.ndarray, num_classes: int, record_id: str) -> np.nda
     return label
 
 
+def on_full_image(pred: np.ndarray, record: Record) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction, label) on the whole image: a record cut out of a larger image (the disc crop:
+    'crop_box' and 'full_label') has its prediction pasted into an empty full-size map, so ground
+    truth outside the crop counts as missed; any other record is returned as it is."""
+    if 'full_label' not in record:
+        return pred, np.asarray(record['label'])
+    top, left, bottom, right = (int(v) for v in record['crop_box'])
+    full_label = np.asarray(record['full_label'])
+    canvas = np.zeros(full_label.shape, pred.dtype)
+    canvas[top:bottom, left:right] = pred
+    return canvas, full_label
+
+
 def _binary_row(probs, pred, record, *, use_fov, with_auc, pooled_auc, state):
     record_id = record['id']
+    if 'full_label' in record:   # a disc crop: overlap scores on the whole image (no AUC, no FOV)
+        full_pred, full_label = on_full_image(pred, record)
+        counts = ConfusionCounts.from_predictions(full_pred == 1, _check_labels(full_label, 2, record_id) == 1)
+        return counts.scores(), dataclasses.replace(state, counts=state.counts.merge(counts))
     label = _check_labels(record['label'], 2, record_id) == 1
     fov = record.get('fov') if use_fov else None
     counts = ConfusionCounts.from_predictions(pred == 1, label, fov)
@@ -188,6 +206,29 @@ def _binary_row(probs, pred, record, *, use_fov, with_auc, pooled_auc, state):
             new_state = dataclasses.replace(new_state, histogram=(
                 new_state.histogram or ScoreHistogram.empty()).add(foreground, label, fov))
     return row, new_state
+
+
+def _disc_cup_row(probs, pred, record):
+    """E and Dice of disc (rim + cup) and cup on the whole image, the predicted vertical CDR and,
+    where the record has the experts' CDRs, its error against their mean and their own spread."""
+    if probs.shape[-1] != 3:
+        raise ValueError(f"record {record['id']!r}: the 'disc_cup' task needs a softmax model over "
+                         f'background, rim and cup (K = 3), got K = {probs.shape[-1]}')
+    full_pred, full_label = on_full_image(pred, record)
+    full_label = _check_labels(full_label, 3, record['id'])
+    row: dict[str, float] = {}
+    for name, pred_mask, true_mask in (('disc', full_pred > 0, full_label > 0),
+                                       ('cup', full_pred == CUP, full_label == CUP)):
+        scores = ConfusionCounts.from_predictions(pred_mask, true_mask).scores()
+        row[f'E_{name}'], row[f'dice_{name}'] = scores['E'], scores['dice']
+    row['cdr'] = vertical_cdr(pred > 0, pred == CUP)
+    experts = record.get('cdr_experts')
+    nan = float('nan')
+    row['cdr_experts'] = float(np.mean(experts)) if experts is not None else nan
+    row['cdr_error'] = abs(row['cdr'] - row['cdr_experts']) if experts is not None else nan
+    row['cdr_expert_spread'] = expert_spread(experts) if experts is not None else nan
+    row['cdr_from_label'] = vertical_cdr(full_label > 0, full_label == CUP)
+    return row
 
 
 def _cell_row(probs, pred, record, *, membrane_class, cell_thresholds):
@@ -273,6 +314,8 @@ def evaluate_records(records: Iterable[Record], predict_probs_fn: Callable[[Reco
         if spec.kind == 'binary':
             row, state = _binary_row(probs, pred, record, use_fov=use_fov, with_auc=task == 'vessel',
                                      pooled_auc=auc_mode, state=state)
+        elif spec.kind == 'disc_cup':
+            row = _disc_cup_row(probs, pred, record)
         elif spec.kind == 'cell':
             row = _cell_row(probs, pred, record, membrane_class=membrane_class,
                             cell_thresholds=cell_thresholds)
@@ -284,7 +327,11 @@ def evaluate_records(records: Iterable[Record], predict_probs_fn: Callable[[Reco
             extra, state = _uncertainty_row(std, pred, record, mask, state)
             row = {**row, **extra}
         rows.append({'id': record_id, **row})
-        if figure_dir is not None:
+        if figure_dir is not None and spec.kind == 'disc_cup':
+            save_disc_cup_figure(Path(figure_dir) / figure_file_name(record_id), record['image'],
+                                 np.asarray(record['label']), pred, caption=_disc_cup_caption(row),
+                                 uncertainty=std)
+        elif figure_dir is not None:
             fov = record.get('fov') if use_fov else None
             save_prediction_figure(Path(figure_dir) / figure_file_name(record_id), record['image'],
                                    np.asarray(record['label']), pred, probs=probs, fov=fov,
@@ -299,6 +346,14 @@ def evaluate_records(records: Iterable[Record], predict_probs_fn: Callable[[Reco
                 'membrane_class': membrane_class, 'cell_thresholds': list(cell_thresholds),
                 **(extra_settings or {})}
     return EvalResult(task, paper_key, tuple(rows), state, settings)
+
+
+def _disc_cup_caption(row: Mapping[str, float]) -> str:
+    """The figure's caption: the image's disc and cup Dice and its CDR against the experts'."""
+    caption = f"disc Dice {row['dice_disc']:.3f}, cup Dice {row['dice_cup']:.3f}, CDR {row['cdr']:.2f}"
+    if not np.isnan(row['cdr_experts']):
+        caption += f" (experts {row['cdr_experts']:.2f})"
+    return caption
 
 
 def cell_threshold_sweep(result: EvalResult) -> dict[str, float]:

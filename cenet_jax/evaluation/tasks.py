@@ -2,7 +2,8 @@
 one table (`TASKS`) that scoring and reports read.
 
 Tasks: 'vessel' (DRIVE: Sen, Acc, AUC), 'disc' (ORIGA / Messidor / RIM-ONE-R1:
-E), 'lung' (E, Acc, Sen), 'cell' (ISBI 2012: V_Rand, V_Info, membrane = label
+E), 'disc_cup' (Drishti-GS1: background / rim / cup; E and Dice of disc and cup, the vertical
+cup-to-disc ratio and its error against the experts, see `cenet_jax.metrics.cdr`), 'lung' (E, Acc, Sen), 'cell' (ISBI 2012: V_Rand, V_Info, membrane = label
 ``membrane_class``), 'oct' (MAE of 10 boundaries and overall, see
 `cenet_jax.metrics.oct_layers`). Paper numbers are transcribed from Gu et al., IEEE TMI
 2019 (Tables I-VI); a value is a mean or a (mean, std) pair.
@@ -25,7 +26,7 @@ class TaskSpec:
     """What a task measures, how, and what the paper reported."""
 
     name: str
-    kind: str  # 'binary', 'cell' or 'oct'
+    kind: str  # 'binary', 'disc_cup', 'cell' or 'oct'
     table_metrics: tuple[str, ...]
     paper: Mapping[str, PaperTable]
     default_paper_key: str
@@ -95,6 +96,20 @@ TASKS: dict[str, TaskSpec] = {
                     'DeepDisc': (0.077, 0.107, 0.119, 0.101, 0.079),
                     'CE-Net': (0.058, 0.112, 0.125, 0.080, 0.059),
                 }.items()} for expert in range(5)},
+        }),
+    'disc_cup': TaskSpec(
+        name='disc_cup', kind='disc_cup',
+        table_metrics=('E_disc', 'dice_disc', 'E_cup', 'dice_cup', 'cdr_error', 'cdr_expert_spread'),
+        default_paper_key='ORIGA', source='Table I (disc E on ORIGA; the paper has no cup or Drishti-GS1 numbers)',
+        paper={
+            'ORIGA': {method: {'E_disc': row['E']} for method, row in (
+                ('U-Net', {'E': (0.115, 0.068)}), ('M-Net', {'E': (0.071, 0.047)}),
+                ('DeepDisc', {'E': (0.069, 0.040)}), ('CE-Net', {'E': (0.058, 0.032)}))},
+            'ORIGA-ablation': {
+                'U-Net': {'E_disc': (0.115, 0.068)}, 'Backbone': {'E_disc': (0.075, 0.068)},
+                'Backbone + DAC with atrous': {'E_disc': (0.061, 0.043)},
+                'Backbone + RMP': {'E_disc': (0.061, 0.044)}, 'CE-Net': {'E_disc': (0.058, 0.032)},
+            },
         }),
     'lung': TaskSpec(
         name='lung', kind='binary', table_metrics=('E', 'acc', 'sen'), default_paper_key='LUNA',

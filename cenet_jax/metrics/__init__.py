@@ -3,6 +3,7 @@
 Every public name of the submodules is available here, e.g. ``cenet_jax.metrics.auc``.
 """
 from cenet_jax.metrics.aggregate import STD_DDOF, Summary, summarize, summarize_values
+from cenet_jax.metrics.cdr import expert_spread, largest_region, vertical_cdr, vertical_diameter
 from cenet_jax.metrics.confusion import BINARY_SCORE_NAMES, ConfusionCounts, binary_scores
 from cenet_jax.metrics.oct_layers import (boundary_error_sums, boundary_mae, boundary_positions,
                                           mae_from_sums, overall_mae)
@@ -16,4 +17,5 @@ __all__ = [
     'boundary_error_sums', 'boundary_mae', 'boundary_positions', 'cell_labels',
     'mae_from_sums', 'overall_mae', 'rand_info_over_thresholds', 'rand_info_scores',
     'segmentation_scores', 'summarize', 'summarize_values', 'thin_membrane',
+    'expert_spread', 'largest_region', 'vertical_cdr', 'vertical_diameter',
 ]
