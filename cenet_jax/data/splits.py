@@ -4,10 +4,11 @@ Every split is a pure function of the sorted record ids and a seed, so it is the
 host and every run. Datasets with an official train/test split (DRIVE, ORIGA, Messidor,
 RIM-ONE, folders with split files) take 'val' as a seeded `val_fraction` holdout of train
 (0 = no validation images: asking for 'val' is then `NoValidationSplit`, never the test split,
-so nothing that picks a checkpoint or a threshold on 'val' can look at the test images). Datasets with one labelled pool (lung CT, ISBI 2012, CHASE_DB1,
-STARE, folders without split files) first hold out `test_fraction` for test, or fold `fold` of
-`num_folds`; scored cross-dataset (a model trained on another set) their test split is the
-whole pool. The split 'all' is every record. `choose_split` also says, in words, where the
+so nothing that picks a checkpoint or a threshold on 'val' can look at the test images).
+Datasets with one labelled pool (lung CT, ISBI 2012, CHASE_DB1, STARE, folders without split
+files) first hold out `test_fraction` for test, or fold `fold` of `num_folds`, and take 'val'
+from what remains by the same rule; scored cross-dataset (a model trained on another set) their
+test split is the whole pool. The split 'all' is every record. `choose_split` also says, in words, where the
 records of a split come from and how many there are.
 """
 from __future__ import annotations
