@@ -134,7 +134,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument('--checkpoint', default='latest')
     parser.add_argument('--out', default=None, help='default: <workdir>/eval/threshold_<split>_<tta>.json')
     args = parser.parse_args(argv)
-    source, ids, triples = predict_split(args.workdir, args.split, args.tta, args.checkpoint)
+    from cenet_jax.data.errors import NoValidationSplit
+    try:
+        source, ids, triples = predict_split(args.workdir, args.split, args.tta, args.checkpoint)
+    except NoValidationSplit as error:
+        raise NoValidationSplit(f'{error}; to choose a threshold for this run, --split=train chooses on '
+                                'the images it trained on') from error
     summary = curve_summary(accuracy_curve(triples), workdir=args.workdir, checkpoint=source,
                             split=args.split, tta=args.tta, images=ids)
     out = Path(args.out or Path(args.workdir) / 'eval' / f'threshold_{args.split}_{args.tta}.json')

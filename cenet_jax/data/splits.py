@@ -168,8 +168,8 @@ def choose_split(pools: dict[str, list[T]], split: str, *, val_fraction: float, 
     if split == 'val' and val_fraction == 0:
         raise NoValidationSplit(
             f'the val split is empty: data.val_fraction is 0 and {train_source} has no validation list '
-            '(the test split is never used as val); set --config.data.val_fraction (e.g. 0.1: a seeded '
-            'holdout of the train split) to validate on held-out training images, or score the test '
+            '(the test split is never used as val); train with --config.data.val_fraction (e.g. 0.1: a '
+            'seeded holdout of the train split) to have held-out training images, or score the test '
             'split explicitly (--split=test)')
     train, val = _split_off(train_pool, holdout_indices(len(train_pool), val_fraction, seed, _VAL_STREAM))
     if split == 'val':
