@@ -18,8 +18,8 @@ def apply_cpu_recipe(config: ml_collections.ConfigDict, *, steps: int, crop: int
     config.batch_size = 8
     config.data.crop_size = (crop, crop)
     config.data.cache_decoded = True      # decode each image once, not every epoch
-    config.data.val_fraction = 0.0        # every training image trains ...
-    config.eval_every_steps = 0           # ... and nothing looks at the test split while training
+    config.data.val_fraction = 0.0        # every training image trains: no validation images ...
+    config.eval_every_steps = 0           # ... so no validation (never the test split instead)
     config.checkpoint_every_steps = 200
     config.log_every_steps = 25
     config.data.augment.shift = 0.0       # the random patch position already shifts

@@ -9,6 +9,8 @@ wall time and hardware.
                                                                             training images)
   python experiments/results.py paper_level --data ../shared/datasets/DRIVE   (the levers' choice,
                                                                             scored on the test images)
+  python experiments/results.py paper_level_seeds --data ../shared/datasets/DRIVE   (its CE-Net
+                                                                            recipe at 3 seeds)
   python experiments/results.py repro    --data ../shared/datasets/DRIVE
   python experiments/results.py precision --data ../shared/datasets/DRIVE   (float32 vs bfloat16)
   python experiments/results.py drive_on_chase_db1 --data /data/CHASE_DB1   (scores the drive run;
@@ -22,21 +24,19 @@ threshold chosen on training or validation images (threshold.py). A run's workdi
 seed, steps, overrides), so tables that share a run share its workdir, and an interrupted table
 resumes where it stopped: finished runs are neither retrained nor rescored (`--fresh` retrains).
 Results go to --out (default docs/results):
-`<table>.json`, `<table>.md`, training curves and a few prediction figures as PNGs.
+`<table>.json`, `<table>.md`, training curves and a few prediction figures as PNGs. Each report
+records, per run, the commit it trained at (recorded in its workdir when train.py starts) and the
+train, eval and threshold commands; uncommitted edits (of the runs and of the invocation) are
+saved as diffs beside the report (provenance.py). Spreads are sample std (n - 1) throughout.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import importlib.metadata
 import json
-import os
-import platform
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,11 +50,14 @@ from cenet_jax.evaluation.tasks import TASKS  # noqa: E402
 from cenet_jax.logging import read_metrics  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import per_image  # noqa: E402  (experiments/ is not a package)
+import cross_dataset  # noqa: E402  (experiments/ is not a package)
+import paper_gap  # noqa: E402
+import per_image  # noqa: E402
+import provenance  # noqa: E402
+import run_facts  # noqa: E402
 import seed_stats  # noqa: E402
-
-PAPER_NOTE = ('The paper\'s numbers use an ImageNet-pretrained ResNet-34 encoder and 100 epochs on a '
-              'GPU; ours start from random weights (ImageNet weights cannot be downloaded here).')
+from runner_common import (METRIC_NAMES, PAPER_NOTE, checkpoint_steps, copy_pngs, format_value,  # noqa: E402
+                           read_scores, run_config_summary, run_logged, std_words)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Table:
     steps: int = 0           # > 0: overrides the config's num_train_steps for every run
     paper_rows: tuple[str, ...] = ()
     paper_table: tuple[str, str] = ('vessel', 'DRIVE')   # (task, paper key) of evaluation.tasks.TASKS
+    versus_paper: str = ''   # a paper row every run is set against metric by metric (ours - paper)
     split: str = 'test'      # the split eval.py scores ('val': runs trained with data.val_fraction > 0)
     threshold_split: str = ''   # 'train' / 'val': also score at the accuracy threshold chosen there
     per_image_changes: bool = False   # report each run's change per image against the first run
@@ -104,6 +108,8 @@ LEVER_BASE = BF16 + ('data.val_fraction=0.2',)
 LR_2E3, RES_768 = ('optim.lr=0.002',), ('data.image_size=(768, 768)',)
 CHOSEN_LEVERS = LR_2E3 + RES_768
 CHOSEN_STEPS = 3000
+CHOSEN_CENET = Run('CE-Net, the chosen levers: lr 2e-3, 768 px, 3000 steps', overrides=BF16 + CHOSEN_LEVERS,
+                   steps=CHOSEN_STEPS)
 LEVERS = (Run('CPU recipe: Dice + CE, 1000 steps, 192 px patches of 576 px, lr 1e-3', overrides=LEVER_BASE),
           Run('architecture: U-Net', 'unet', overrides=LEVER_BASE),
           Run('loss: Dice (the paper\'s)', overrides=LEVER_BASE + ('loss.kind=dice',)),
@@ -116,7 +122,7 @@ LEVERS = (Run('CPU recipe: Dice + CE, 1000 steps, 192 px patches of 576 px, lr 1
 
 TABLES = {
     'drive': Table('DRIVE retinal vessels (paper Table II)', 'configs/drive_cpu.py',
-                   (Run('CE-Net'),), paper_rows=('CE-Net', 'Backbone', 'U-Net')),
+                   (Run('CE-Net'),), paper_rows=('CE-Net', 'Backbone', 'U-Net'), versus_paper='CE-Net'),
     'isbi': Table('ISBI 2012 EM membranes (paper Table IV), bf16 compute', 'configs/isbi_cpu.py',
                   (Run('CE-Net', overrides=BF16),), paper_rows=('CE-Net', 'Backbone', 'U-Net'),
                   paper_table=('cell', 'ISBI2012')),
@@ -132,11 +138,16 @@ TABLES = {
                       paper_table=('vessel', 'DRIVE-ablation')),
     'paper_level': Table('DRIVE at paper level from scratch: the CPU recipe with the architecture and the '
                          'accuracy threshold chosen on training images (bf16 compute)', 'configs/drive_cpu.py',
-                         (Run('U-Net', 'unet', overrides=BF16), Run('CE-Net', overrides=BF16),
-                          Run('CE-Net, the chosen levers: lr 2e-3, 768 px, 3000 steps',
-                              overrides=BF16 + CHOSEN_LEVERS, steps=CHOSEN_STEPS)),
+                         (Run('U-Net', 'unet', overrides=BF16), Run('CE-Net', overrides=BF16), CHOSEN_CENET),
                          tta=('d8',), threshold_split='train',
-                         paper_rows=('CE-Net', 'Backbone', 'U-Net')),
+                         paper_rows=('CE-Net', 'Backbone', 'U-Net'), versus_paper='CE-Net'),
+    # paper_level's CE-Net run at the ablation's 3 seeds (seed 0 is paper_level's run: the same workdir)
+    'paper_level_seeds': Table('DRIVE at paper level from scratch: CE-Net with the levers chosen on held-out '
+                               'training images (lr 2e-3, 768 px, 3000 steps, bf16 compute), 3 seeds, the '
+                               'accuracy threshold chosen on training images', 'configs/drive_cpu.py',
+                               tuple(dataclasses.replace(CHOSEN_CENET, seed=seed) for seed in ABLATION_SEEDS),
+                               tta=('d8',), threshold_split='train', paper_rows=('CE-Net',),
+                               versus_paper='CE-Net'),
     'levers': Table('DRIVE recipe levers, one at a time from the CPU recipe, scored on 4 held-out '
                     'training images (bf16 compute)', 'configs/drive_cpu.py',
                     LEVERS,
@@ -151,7 +162,6 @@ TABLES = {
                                overrides=('model.dtype=bfloat16',)),
                        ), tta=('d8',)),
 }
-METRIC_NAMES = {'sen': 'Sen', 'acc': 'Acc', 'auc': 'AUC', 'v_rand': 'V_Rand', 'v_info': 'V_Info'}
 
 
 def slug(text: str) -> str:
@@ -202,96 +212,10 @@ def threshold_command(workdir: Path, split: str, tta: str) -> list[str]:
             f'--tta={tta}']
 
 
-def run_logged(command: list[str], log_path: Path) -> float:
-    """Run `command` from the repository root with its output teed to `log_path`; seconds taken."""
-    print('$', shlex.join(command), flush=True)
-    start = time.perf_counter()
-    with open(log_path, 'a') as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True, bufsize=1, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
-        assert process.stdout is not None
-        for line in process.stdout:
-            log.write(line)
-            if 'step ' in line or 'error' in line.lower() or line.startswith(('model:', '|', 'split', 'dataset:', 'test:', 'FOV:')):
-                print('   ', line.rstrip(), flush=True)
-        if process.wait():
-            raise SystemExit(f'command failed with exit status {process.returncode}: {shlex.join(command)}\n'
-                             f'see {log_path}')
-    return time.perf_counter() - start
-
-
-def git_commit() -> str:
-    """HEAD's hash, with '+dirty' when tracked files outside docs/ (the reports, which running
-    tables rewrite, and the pages that quote them) differ from it."""
-    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', '.',
-                            ':(exclude)docs'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    return (head or 'unknown') + ('+dirty' if dirty else '')
-
-
-def hardware() -> dict[str, Any]:
-    """CPU model, core count, memory, and the versions that produce the numbers."""
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
-                   if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    memory_gb = None
-    try:
-        memory_gb = round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30, 1)
-    except (ValueError, OSError):
-        pass
-    versions = {name: importlib.metadata.version(name) for name in ('jax', 'jaxlib', 'flax', 'optax')}
-    return {'cpu': cpu, 'cores': os.cpu_count(), 'memory_gb': memory_gb, 'python': platform.python_version(),
-            **versions}
-
-
-def read_scores(metrics_path: Path) -> dict[str, Any]:
-    """Per-image mean and std of the table metrics, the pooled scores and the paper rows."""
-    summary = json.loads(metrics_path.read_text())
-    scores = {}
-    for name, values in summary['aggregate'].items():
-        if name in METRIC_NAMES:
-            scores[name] = {'mean': values['mean'], 'std': values['std']}
-    return {'scores': scores, 'pooled': summary.get('pooled') or {}, 'paper': summary['paper'],
-            'num_images': summary['num_images'], 'sweep': summary.get('threshold_sweep') or {}}
-
-
-def run_config_summary(workdir: Path) -> dict[str, Any]:
-    """The recipe fields a reader checks first, from the run's own config.json."""
-    config = json.loads((workdir / 'config.json').read_text())
-    data, optim = config['data'], config['optim']
-    return {'steps': config['num_train_steps'], 'batch': config['batch_size'],
-            'image_size': data['image_size'], 'crop_size': data.get('crop_size'),
-            'optimizer': f"{optim['name']} lr {optim['lr']} {optim['schedule']} warmup {optim['warmup_steps']}",
-            'loss': config['loss']['kind'], 'architecture': config['model']['architecture'],
-            'variant_fields': ({k: config['model'][k] for k in ('context', 'dac_atrous') if k in config['model']}
-                               if config['model']['architecture'] == 'cenet' else {}),
-            'seed': config['seed'], 'pretrained': bool(config['model'].get('pretrained'))}
-
-
 def copy_figures(workdir: Path, out: Path, prefix: str, count: int = 2, max_width: int = 1600) -> list[str]:
     """Copy the run's curves and the first `count` d8 prediction figures (shrunk to max_width)."""
     sources = [workdir / 'curves.png'] + sorted((workdir / 'eval' / 'test_d8' / 'figures').glob('*.png'))[:count]
     return copy_pngs(sources, out, prefix, max_width)
-
-
-def copy_pngs(sources: Sequence[Path], out: Path, prefix: str, max_width: int = 1600) -> list[str]:
-    """Copy the PNGs that exist to <out>/<prefix>_<name> (shrunk to max_width); their names."""
-    from PIL import Image
-    written = []
-    for source in sources:
-        if not source.exists():
-            continue
-        target = out / f'{prefix}_{source.name}'
-        with Image.open(source) as image:
-            if image.width > max_width:
-                image = image.resize((max_width, round(image.height * max_width / image.width)),
-                                     Image.Resampling.LANCZOS)
-            image.save(target, format='PNG', optimize=True)
-        written.append(target.name)
-    return written
 
 
 def save_loss_curves(rows: Sequence[dict[str, Any]], path: Path) -> None:
@@ -303,12 +227,6 @@ def save_loss_curves(rows: Sequence[dict[str, Any]], path: Path) -> None:
             series[row['label'][:28]] = ([r['step'] for r in records], [r['train_loss'] for r in records])
     if series:
         figures.save_curve_png(path, [], series, size=(900, 520), title='training loss (Dice + CE or Dice)')
-
-
-def format_value(value: float | None, std: float | None = None) -> str:
-    if value is None:
-        return 'n/a'
-    return f'{value:.4f}' + (f' ± {std:.4f}' if std is not None else '')
 
 
 def wall_time_line(result: dict[str, Any]) -> str:
@@ -325,6 +243,24 @@ def wall_time_line(result: dict[str, Any]) -> str:
     return line
 
 
+def runs_evals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every scoring of the table's own runs (not of rows computed over them)."""
+    return [scored for row in rows if row.get('workdir') for scored in row['evals'].values()]
+
+
+def seed_keys(table: Table) -> list[tuple[str, seed_stats.Key]]:
+    """(title, evals key) of each scoring that statistics over seeds summarise: the first TTA mode at
+    0.5, and at each run's own threshold chosen on `threshold_split` (a key per run)."""
+    tta = table.tta[0]
+    keys: list[tuple[str, seed_stats.Key]] = [(tta, tta)]
+    if table.threshold_split:
+        def chosen(row: dict[str, Any]) -> str:
+            return threshold_key(tta, row['threshold']['chosen_threshold'], table.threshold_split) \
+                if row.get('threshold') else ''
+        keys.append((f'{tta}, each run\'s threshold chosen on {table.threshold_split}', chosen))
+    return keys
+
+
 def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
     """The table's report: provenance, our rows (per TTA mode), the paper's rows, figures."""
     metrics = [m for m in METRIC_NAMES if any(m in scored.get('scores', {})
@@ -339,7 +275,9 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
     head += ['train (min)']
     lines = [f'### {table.title}', '',
              f'- command: `{result["command"]}`',
-             f'- git commit: `{result["git_commit"]}`; finished {result["finished"]}',
+             f'- git commit of this invocation: '
+             f'{provenance.commit_words(result["git_commit"], result.get("git_diff", ""))}; finished '
+             f'{result["finished"]} (each run\'s training commit: "Provenance of each run" below)',
              f'- hardware: {result["hardware"]["cpu"]}, {result["hardware"]["cores"]} cores, '
              f'{result["hardware"]["memory_gb"]} GiB; jax {result["hardware"]["jax"]}, '
              f'flax {result["hardware"]["flax"]}',
@@ -347,7 +285,8 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
              f'- config: `{table.config}`' + (f' with {table.steps} steps' if table.steps else '')
              + '; each run\'s full config is its workdir\'s config.json',
              f'- scored: the last checkpoint, on the {result["rows"][0]["evals"][table.tta[0]]["num_images"]} '
-             f'{table.split} images; per-image mean ± std; from random weights', '',
+             f'{table.split} images; per-image mean ± {std_words(runs_evals(result["rows"]))}; '
+             'from random weights', '',
              '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for row in result['rows']:
         for tta, scored in row['evals'].items():
@@ -383,14 +322,21 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
                   f'Acc there {r["threshold"]["mean_acc_at_chosen"]:.4f} against '
                   f'{r["threshold"]["mean_acc_at_0.5"]:.4f} at 0.5' for r in chosen]
     if seed_stats.has_seed_repeats(result['rows']):
-        lines += [''] + seed_stats.markdown(result['rows'], table.tta[0], metrics,
-                                            METRIC_NAMES, result['rows'][0]['label'])
+        for title, key in seed_keys(table):
+            lines += [''] + seed_stats.markdown(result['rows'], key, metrics, METRIC_NAMES,
+                                                result['rows'][0]['label'], title)
     if table.per_image_changes and len(result['rows']) > 1:
         lines += [''] + per_image.changes_against_first(result['rows'], table.split, table.tta[0],
                                                         [m for m in ('auc', 'acc') if m in metrics], METRIC_NAMES)
+    if table.versus_paper in paper:
+        lines += [''] + paper_gap.markdown(result['rows'], table.versus_paper, paper[table.versus_paper], metrics,
+                                           METRIC_NAMES, seed_keys(table))
+    for facts in (run_facts.uncertainty_lines(result['rows'], table.tta[0]), run_facts.speed_lines(result['rows'])):
+        lines += [''] + facts if facts else []
     config_lines = [f'- {row["label"]}: {json.dumps(row["config"])}' for row in result['rows']
                     if row['workdir']]   # summary rows (over folds) have no run of their own
     lines += ['', 'Recipe of each run (from its config.json):', ''] + config_lines
+    lines += [''] + provenance.run_lines(result['rows'])
     if result.get('figures'):
         lines += [''] + [f'![{f}]({f})' for f in result['figures']]
     return '\n'.join(lines) + '\n'
@@ -463,7 +409,9 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
         name = report_name(name, folds)
     out.mkdir(parents=True, exist_ok=True)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    commit = git_commit()   # the code the runs start from ('+dirty': tracked files were edited)
+    commit = provenance.git_commit()   # the code the runs start from ('+dirty': tracked files were edited)
+    diff = provenance.save_diff(provenance.git_diff(), out)   # ... and those edits
+    trainings = provenance.trainings_in_reports(out)   # of runs trained before the runner recorded it
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     previous = out / f'{name}.json'   # training times of runs an earlier invocation trained
@@ -472,31 +420,27 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
     todo = runs[:first] if first else runs
     for index, run in enumerate(todo):
         workdir = runs_dir / workdir_name(table, run, table.steps)
-        rows.append(train_and_score(table, run, workdir, data, fresh, known.get(str(workdir))))
+        rows.append(provenance.with_trainings(
+            train_and_score(table, run, workdir, data, fresh, known.get(str(workdir))), trainings))
         if index + 1 < len(runs):   # a partial report after every run, so an interrupted table shows something
-            write_report(name, table, rows, out, commit, argv, start, partial=f'{index + 1} of {len(runs)} runs')
+            write_report(name, table, rows, out, commit, argv, start, partial=f'{index + 1} of {len(runs)} runs',
+                         diff=diff)
     if len(todo) < len(runs):
         return write_report(name, table, rows, out, commit, argv, start,
-                            partial=f'{len(todo)} of {len(runs)} runs (--first {first})')
+                            partial=f'{len(todo)} of {len(runs)} runs (--first {first})', diff=diff)
     if folds:
         folded = list(rows)
         rows.append(mean_row(folded, f'mean of {folds} folds (± spread over folds)'))
         rows.append(per_image.pooled_row(folded, table.split, f'all {folds} folds pooled (± spread over images; '
                                                               'best threshold: one for all images)', list(METRIC_NAMES)))
         figures = per_image.extreme_figures(folded, table.split, table.tta[0])
-        return write_report(name, table, rows, out, commit, argv, start, figures=figures)
-    return write_report(name, table, rows, out, commit, argv, start)
+        return write_report(name, table, rows, out, commit, argv, start, figures=figures, diff=diff)
+    return write_report(name, table, rows, out, commit, argv, start, diff=diff)
 
 
 def report_name(table: str, folds: int = 0) -> str:
     """The report's file stem: the table's name, with `_<k>fold` for k-fold cross-validation."""
     return f'{table}_{folds}fold' if folds else table
-
-
-def checkpoint_steps(workdir: Path) -> list[str]:
-    """Names of the saved training checkpoints of a workdir (empty before the first)."""
-    latest = workdir / 'checkpoints' / 'latest'
-    return sorted(p.name for p in latest.iterdir()) if latest.is_dir() else []
 
 
 def finished_training(workdir: Path) -> bool:
@@ -521,13 +465,15 @@ def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: boo
     if finished_training(workdir):
         seconds, complete_before = 0.0, True
     else:
+        provenance.record_training(workdir, command, max((int(s) for s in before if s.isdigit()), default=0))
         seconds = run_logged(command, log_path)
         complete_before = bool(before) and checkpoint_steps(workdir) == before   # train.py had nothing to do
     if not before:
         timing.write_text(json.dumps({'train_seconds': seconds}) + '\n')
-    evals, eval_seconds = {}, {}
+    evals, eval_seconds, commands = {}, {}, {}
 
     def score(key: str, command: list[str], metrics: Path) -> None:
+        commands[key] = shlex.join(command)
         if not (complete_before and metrics.exists()):
             eval_seconds[key] = run_logged(command, log_path)
         evals[key] = read_scores(metrics)
@@ -539,8 +485,9 @@ def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: boo
     if table.threshold_split:
         tta = table.tta[0]
         chosen = workdir / 'eval' / f'threshold_{table.threshold_split}_{tta}.json'
+        choose = threshold_command(workdir, table.threshold_split, tta)
         if not (complete_before and chosen.exists()):
-            eval_seconds['threshold'] = run_logged(threshold_command(workdir, table.threshold_split, tta), log_path)
+            eval_seconds['threshold'] = run_logged(choose, log_path)
         threshold = json.loads(chosen.read_text())
         value = threshold['chosen_threshold']
         score(threshold_key(tta, value, table.threshold_split), eval_command(workdir, tta, table.split, value),
@@ -548,10 +495,13 @@ def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: boo
     recorded = json.loads(timing.read_text())['train_seconds'] if timing.exists() else known_seconds
     row = {'label': run.label, 'variant': run.variant, 'seed': run.seed, 'workdir': str(workdir),
            'train_seconds': recorded, 'reused': complete_before, 'eval_seconds': eval_seconds,
-           'config': run_config_summary(workdir), 'evals': evals, 'train_command': shlex.join(command)}
+           'config': run_config_summary(workdir), 'evals': evals, 'train_command': shlex.join(command),
+           'trained_at': provenance.trained_at(workdir), 'eval_commands': commands,
+           'speed': run_facts.logged_speed(workdir)}
     if threshold is not None:
         row['threshold'] = {k: threshold[k] for k in ('split', 'tta', 'num_images', 'chosen_threshold',
                                                       'mean_acc_at_chosen', 'mean_acc_at_0.5')}
+        row['threshold_command'] = shlex.join(choose)
     return row
 
 
@@ -562,13 +512,15 @@ def threshold_key(tta: str, threshold: float, split: str) -> str:
 
 def write_report(name: str, table: Table, rows: list[dict[str, Any]], out: Path, commit: str,
                  argv: Sequence[str], start: float, partial: str = '',
-                 figures: Sequence[Path] = ()) -> dict[str, Any]:
+                 figures: Sequence[Path] = (), diff: str = '') -> dict[str, Any]:
     """Write <out>/<name>.json and .md (and the PNGs once the table is complete, with `figures`
-    copied beside them); the result."""
+    copied beside them), with the saved diffs of the runs' trainings (`diff`: this invocation's,
+    already saved in `out`); the result."""
     result = {'table': name, 'title': table.title, 'command': shlex.join(['python', *argv]),
-              'git_commit': commit, 'hardware': hardware(),
-              'finished': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+              'git_commit': commit, 'git_diff': diff, 'hardware': provenance.hardware(),
+              'finished': provenance.now(),
               'wall_minutes': (time.perf_counter() - start) / 60, 'rows': rows, 'figures': []}
+    provenance.copy_diffs(rows, out)
     if partial:
         result['partial'] = partial
     elif len(rows) > 1:
@@ -595,6 +547,9 @@ def rewrite_report(name: str, out: Path, folds: int = 0) -> None:
     if not path.exists():
         raise SystemExit(f'error: {path} not found; run the table first (without --report-only)')
     result = json.loads(path.read_text())
+    trainings = provenance.trainings_in_reports(out)   # runs from before the runner recorded it
+    result['rows'] = [provenance.with_trainings(row, trainings) if row.get('workdir') else row
+                      for row in result['rows']]
     given = re.search(r'--steps[ =](\d+)', result['command'])
     if given:
         table = dataclasses.replace(table, steps=int(given.group(1)))
@@ -603,8 +558,13 @@ def rewrite_report(name: str, out: Path, folds: int = 0) -> None:
     print(text)
 
 
+def default_cross_run(cross: cross_dataset.CrossTable, runs_dir: Path) -> Path:
+    """The workdir of the source table's first run (where `results.py <source_table>` trains it)."""
+    source = TABLES[cross.source_table]
+    return runs_dir / workdir_name(source, source.runs[0], source.steps)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    import cross_dataset   # imports this module: deferred until it is loaded
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('table', choices=sorted(TABLES) + sorted(cross_dataset.CROSS_TABLES))
@@ -641,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f'error: --data {args.data!r} is not a folder; pass the dataset root '
                          '(e.g. ../shared/datasets/DRIVE)')
     if cross:
-        run = Path(args.run).resolve() if args.run else cross_dataset.default_run(cross, Path(args.runs).resolve())
+        run = Path(args.run).resolve() if args.run else default_cross_run(cross, Path(args.runs).resolve())
         cross_dataset.run_cross(args.table, str(Path(args.data).resolve()), Path(args.out), run, args.fresh,
                                 ['experiments/results.py', *(sys.argv[1:] if argv is None else argv)],
                                 args.annotator)

@@ -7,15 +7,18 @@ whatever the model; tests/test_experiments.py checks it), so the difference of t
 at one seed removes the data's share of the seed noise; what remains is initialisation and
 the model. For each other variant: the per-seed differences (reference - other), their mean,
 sample std, a 95 % Student-t interval of the mean, and in how many seeds the reference wins.
-Std is the sample std (n - 1) over seeds (0 for a single seed).
+Std is the sample std (n - 1) over seeds, the project's one convention (undefined, None, for
+a single seed). A score is looked up by its evals key, or by a function of the row giving the
+key (a threshold chosen per run has a key of its own in each run).
 """
 from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, Union
 
 Row = dict[str, Any]
+Key = Union[str, Callable[[Row], str]]   # an evals key, or the row's own key (e.g. its chosen threshold)
 
 
 def groups(rows: Sequence[Row]) -> dict[str, list[Row]]:
@@ -33,16 +36,20 @@ def has_seed_repeats(rows: Sequence[Row]) -> bool:
     return any(len({r['seed'] for r in group}) > 1 for group in groups(rows).values())
 
 
-def _score(row: Row, key: str, metric: str) -> float | None:
-    scored = row['evals'].get(key, {}).get('scores', {}).get(metric)
+def _score(row: Row, key: Key, metric: str) -> float | None:
+    scored = row['evals'].get(key(row) if callable(key) else key, {}).get('scores', {}).get(metric)
     return None if scored is None else float(scored['mean'])
 
 
-def _spread(values: Sequence[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
+def _spread(values: Sequence[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
 
 
-def seed_summary(rows: Sequence[Row], key: str, metrics: Sequence[str]) -> list[dict[str, Any]]:
+def _mean_std(m: dict[str, Any]) -> str:
+    return f'{m["mean"]:.4f}' + (' (1 seed)' if m['std'] is None else f' ± {m["std"]:.4f}')
+
+
+def seed_summary(rows: Sequence[Row], key: Key, metrics: Sequence[str]) -> list[dict[str, Any]]:
     """Per label: seeds, mean and sample std over seeds of each metric's per-image mean, and the
     mean training minutes."""
     summary = []
@@ -66,7 +73,7 @@ def t_quantile_975(dof: int) -> float:
     return float(stats.t.ppf(0.975, dof))
 
 
-def paired(rows: Sequence[Row], reference: str, key: str, metric: str) -> list[dict[str, Any]]:
+def paired(rows: Sequence[Row], reference: str, key: Key, metric: str) -> list[dict[str, Any]]:
     """Reference - other at each seed both ran, per other label (labels sharing no seed with
     the reference are left out)."""
     by_label = groups(rows)
@@ -90,22 +97,26 @@ def paired(rows: Sequence[Row], reference: str, key: str, metric: str) -> list[d
     return out
 
 
-def markdown(rows: Sequence[Row], key: str, metrics: Sequence[str], names: dict[str, str],
-             reference: str) -> list[str]:
-    """The two tables (mean ± std over seeds; the paired differences) as markdown lines."""
+def markdown(rows: Sequence[Row], key: Key, metrics: Sequence[str], names: dict[str, str],
+             reference: str, title: str = '') -> list[str]:
+    """The two tables (mean ± std over seeds; the paired differences, when there is more than one
+    label) as markdown lines; `title` names the scoring (default: the key)."""
     summary = seed_summary(rows, key, metrics)
-    lines = [f'#### Mean ± std over seeds ({key})', '',
+    title = title or str(key)
+    lines = [f'#### Mean ± std over seeds ({title})', '',
              '| variant | steps | seeds | ' + ' | '.join(names[m] for m in metrics) + ' | train (min, mean) |',
              '|' + '---|' * (len(metrics) + 4)]
     for entry in summary:
         cells = [entry['label'], str(entry['steps']), ','.join(map(str, entry['seeds']))]
         for metric in metrics:
             m = entry['metrics'].get(metric)
-            cells.append('n/a' if m is None else f'{m["mean"]:.4f} ± {m["std"]:.4f}')
+            cells.append('n/a' if m is None else _mean_std(m))
         cells.append('n/a' if entry['train_minutes'] is None else f'{entry["train_minutes"]:.1f}')
         lines.append('| ' + ' | '.join(cells) + ' |')
-    lines += ['', 'Std: sample std (n - 1) over seeds of each run\'s per-image mean.', '',
-              f'#### Paired per seed: {reference} minus each variant ({key}; same seed = same batches '
+    lines += ['', 'Std: sample std (n - 1) over seeds of each run\'s per-image mean.']
+    if len(summary) < 2:
+        return lines
+    lines += ['', f'#### Paired per seed: {reference} minus each variant ({title}; same seed = same batches '
               'and augmentation)', '',
               '| metric | other | per seed (seed: difference) | mean ± std | 95 % t-interval | '
               f'{reference} ahead |', '|---|---|---|---|---|---|']
@@ -113,6 +124,7 @@ def markdown(rows: Sequence[Row], key: str, metrics: Sequence[str], names: dict[
         for entry in paired(rows, reference, key, metric):
             per_seed = ', '.join(f'{s}: {d:+.4f}' for s, d in entry['per_seed'].items())
             ci = 'n/a' if entry['ci95'] is None else f'[{entry["ci95"][0]:+.4f}, {entry["ci95"][1]:+.4f}]'
-            lines.append(f'| {names[metric]} | {entry["other"]} | {per_seed} | {entry["mean"]:+.4f} ± '
-                         f'{entry["std"]:.4f} | {ci} | {entry["wins"]} of {entry["n"]} |')
+            spread = '' if entry['std'] is None else f' ± {entry["std"]:.4f}'
+            lines.append(f'| {names[metric]} | {entry["other"]} | {per_seed} | {entry["mean"]:+.4f}{spread} | '
+                         f'{ci} | {entry["wins"]} of {entry["n"]} |')
     return lines

@@ -3,7 +3,8 @@
   python experiments/threshold.py --workdir runs/results/W --split train [--tta d8]
 
 Predicts every image of `--split` ('train': the images the model trained on; 'val': a held-out
-part of them, for runs trained with data.val_fraction > 0) with the run's last checkpoint,
+part of them, for runs trained with data.val_fraction > 0; a run without validation images
+stops with an error, the test split is never used in its place) with the run's last checkpoint,
 counts the correctly classified pixels inside the FOV for every threshold of THRESHOLDS
 (p > t is vessel, as in eval.py), and picks the threshold with the highest per-image mean
 accuracy, the number the DRIVE table reports (ties: the one nearest 0.5). Writes
@@ -111,9 +112,9 @@ def predict_split(workdir: str, split: str, tta: str, checkpoint: str = 'latest'
     config = run_config.resolve_inference_config(workdir, None, None, {})
     if TASKS[config.eval.task].kind != 'binary':
         raise SystemExit(f'error: an accuracy threshold needs a binary task, this run is {config.eval.task!r}')
+    records = pipeline.build_eval_records(config.data, split)   # first: a split without images stops here
     mesh = parallel.make_mesh()
     model, variables, source = load_variables_for_eval(config, mesh, workdir=workdir, checkpoint=checkpoint)
-    records = pipeline.build_eval_records(config.data, split)
     predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
                                batch_size=config.eval.batch_size)
     ids, triples = [], []
@@ -133,7 +134,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument('--checkpoint', default='latest')
     parser.add_argument('--out', default=None, help='default: <workdir>/eval/threshold_<split>_<tta>.json')
     args = parser.parse_args(argv)
-    source, ids, triples = predict_split(args.workdir, args.split, args.tta, args.checkpoint)
+    from cenet_jax.data.errors import NoValidationSplit
+    try:
+        source, ids, triples = predict_split(args.workdir, args.split, args.tta, args.checkpoint)
+    except NoValidationSplit as error:
+        raise NoValidationSplit(f'{error}; to choose a threshold for this run, --split=train chooses on '
+                                'the images it trained on') from error
     summary = curve_summary(accuracy_curve(triples), workdir=args.workdir, checkpoint=source,
                             split=args.split, tta=args.tta, images=ids)
     out = Path(args.out or Path(args.workdir) / 'eval' / f'threshold_{args.split}_{args.tta}.json')
@@ -147,4 +153,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 if __name__ == '__main__':
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    main()
+    from cenet_jax import cli
+    status = cli.report_errors(main)   # bad input (a split with no images): one `error:` line, status 2
+    sys.exit(status if isinstance(status, int) else 0)

@@ -1,5 +1,6 @@
 """The CPU recipes (configs/*_cpu.py) and the results runner (experiments/results.py) without
 training: what the configs set, and the commands, workdirs and report the runner builds."""
+import ast
 import json
 import statistics
 import sys
@@ -10,13 +11,17 @@ import pytest
 
 from cenet_jax.data import config as data_config
 from cenet_jax.data import pipeline
+from cenet_jax.data.errors import NoValidationSplit
 from configs import drive_cpu, isbi_cpu
 from tests.data.fakes import make_drive
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'experiments'))
 import cross_dataset  # noqa: E402
+import fov_agreement  # noqa: E402
 import per_image  # noqa: E402
+import provenance  # noqa: E402
 import results  # noqa: E402
+import runner_common  # noqa: E402
 import seed_stats  # noqa: E402
 import threshold  # noqa: E402
 
@@ -269,44 +274,70 @@ def test_spread_seeds_repeat_the_chosen_variants(tmp_path, monkeypatch):
     assert len({name for _, _, name in seen}) == len(seen)
 
 
+def run_config_json(steps, seed=0, architecture='cenet'):
+    """A run's config.json with the fields the runner reads."""
+    return json.dumps({'num_train_steps': steps, 'batch_size': 8, 'seed': seed,
+                       'data': {'image_size': [576, 576], 'crop_size': [192, 192]},
+                       'optim': {'name': 'adam', 'lr': 1e-3, 'schedule': 'poly', 'warmup_steps': 50},
+                       'loss': {'kind': 'dice_ce'}, 'model': {'architecture': architecture}})
+
+
+def fake_commands(monkeypatch) -> list[list[str]]:
+    """Replace the runner's processes by what they leave behind: train.py the run's last checkpoint,
+    config.json and training log (42 s), eval.py a metrics.json with TTA uncertainty in its
+    --output_dir, threshold.py its choice (7 s each); the commands, in order."""
+    calls: list[list[str]] = []
+
+    def fake_run_logged(command, log_path):
+        calls.append(command)
+        given = dict(c[2:].split('=', 1) for c in command if c.startswith('--') and '=' in c)
+        workdir = Path(given['workdir'])
+        if command[1] == 'train.py':
+            steps = int(given.get('config.num_train_steps', 300))
+            (workdir / 'checkpoints' / 'latest' / str(steps)).mkdir(parents=True, exist_ok=True)
+            (workdir / 'config.json').write_text(run_config_json(steps, int(given['config.seed'])))
+            (workdir / 'metrics.jsonl').write_text(''.join(
+                json.dumps({'step': step, 'train_loss': 0.5, 'images_per_sec': rate}) + '\n'
+                for step, rate in ((25, 24.0), (steps, 12.5))))
+            return 42.0
+        if command[1] == 'experiments/threshold.py':
+            summary = threshold.curve_summary(threshold.accuracy_curve(
+                [(np.array([[0.7, 0.3, 0.65]]), np.array([[1, 0, 0]]), None)]), split=given['split'], tta='d8')
+            (workdir / 'eval' / f'threshold_{given["split"]}_d8.json').write_text(json.dumps(summary))
+        else:
+            fake_metrics(Path(given['output_dir']) / 'metrics.json', 0.97, uncertainty=True)
+        return 7.0
+    monkeypatch.setattr(results, 'run_logged', fake_run_logged)
+    return calls
+
+
 def test_a_finished_run_is_neither_retrained_nor_rescored(tmp_path, monkeypatch):
     """The second call finds the final checkpoint and the scores: eval.py is not run again and the
     training time is the one recorded the first time."""
     table = results.TABLES['repro']
     workdir = tmp_path / 'run'
-    calls = []
-
-    def fake_run_logged(command, log_path):
-        calls.append(command[1])
-        if command[1] == 'train.py':
-            (workdir / 'checkpoints' / 'latest' / '300').mkdir(parents=True, exist_ok=True)
-            (workdir / 'config.json').write_text(json.dumps({
-                'num_train_steps': 300, 'batch_size': 8, 'seed': 0,
-                'data': {'image_size': [576, 576], 'crop_size': [192, 192]},
-                'optim': {'name': 'adam', 'lr': 1e-3, 'schedule': 'poly', 'warmup_steps': 50},
-                'loss': {'kind': 'dice_ce'}, 'model': {'architecture': 'cenet'}}))
-            return 42.0
-        out = workdir / 'eval' / 'test_d8'
-        out.mkdir(parents=True, exist_ok=True)
-        scored = fake_row('x', 0.95)['evals']['d8']
-        (out / 'metrics.json').write_text(json.dumps({
-            'aggregate': {k: v for k, v in scored['scores'].items()}, 'pooled': scored['pooled'],
-            'paper': {}, 'num_images': 20}))
-        return 7.0
-    monkeypatch.setattr(results, 'run_logged', fake_run_logged)
+    calls = fake_commands(monkeypatch)
     first = results.train_and_score(table, table.runs[0], workdir, '/data', False)
     second = results.train_and_score(table, table.runs[0], workdir, '/data', False)
-    assert calls == ['train.py', 'eval.py']         # finished: train.py is not even started
+    assert [c[1] for c in calls] == ['train.py', 'eval.py']         # finished: train.py is not even started
     assert first['train_seconds'] == second['train_seconds'] == 42.0
     assert not first['reused'] and second['reused'] and second['evals'] == first['evals']
 
 
-def fake_metrics(path, auc, provenance=()):
-    """A metrics.json as eval.py writes it (the fields the results runner reads)."""
+def fake_metrics(path, auc, provenance=(), uncertainty=False):
+    """A metrics.json as eval.py writes it (the fields the results runner reads; with
+    `uncertainty`, the TTA uncertainty of a d8 scoring)."""
     scored = fake_row('x', auc)['evals']['d8']
+    summary = {'aggregate': dict(scored['scores']), 'pooled': scored['pooled'], 'paper': {},
+               'num_images': 28, 'settings': {'provenance': list(provenance)}, 'std_ddof': 1}
+    if uncertainty:
+        summary['aggregate'].update({'uncertainty': {'mean': 0.0328, 'std': 0.0106, 'n': 28},
+                                     'uncertainty_auc': {'mean': 0.8729, 'std': 0.0294, 'n': 28}})
+        summary['uncertainty'] = {'pixel_auc': 0.8718, 'pixel_auc_max_error': 1e-5, 'mean_std_wrong': 0.0964,
+                                  'mean_std_right': 0.0283, 'wrong_in_top_5pct': 0.237,
+                                  'wrong_pixels': 297981, 'pixels': 4538143}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({'aggregate': scored['scores'], 'pooled': scored['pooled'], 'paper': {},
-                                'num_images': 28, 'settings': {'provenance': list(provenance)}}))
+    path.write_text(json.dumps(summary))
 
 
 def test_cross_dataset_eval_command_switches_the_dataset(tmp_path):
@@ -317,7 +348,7 @@ def test_cross_dataset_eval_command_switches_the_dataset(tmp_path):
     assert '--config.data.annotator=2' in command and '--config.eval.figures=False' in command
     assert f'--output_dir={tmp_path / "eval" / "stare_annotator2_none"}' in command
     drive = results.TABLES['drive']
-    assert cross_dataset.default_run(table, tmp_path) == tmp_path / results.workdir_name(
+    assert results.default_cross_run(table, tmp_path) == tmp_path / results.workdir_name(
         drive, drive.runs[0], drive.steps)
 
 
@@ -325,10 +356,7 @@ def test_cross_dataset_table_scores_a_finished_run_once_and_says_what_was_scored
     run, out, data = tmp_path / 'run', tmp_path / 'docs', tmp_path / 'CHASE'
     data.mkdir()
     (run / 'checkpoints' / 'latest' / '1000').mkdir(parents=True)
-    (run / 'config.json').write_text(json.dumps({
-        'num_train_steps': 1000, 'batch_size': 8, 'seed': 0, 'data': {'image_size': [576, 576]},
-        'optim': {'name': 'adam', 'lr': 1e-3, 'schedule': 'poly', 'warmup_steps': 50},
-        'loss': {'kind': 'dice_ce'}, 'model': {'architecture': 'cenet'}}))
+    (run / 'config.json').write_text(run_config_json(1000))
     fake_metrics(run / 'eval' / 'test_d8' / 'metrics.json', 0.97)        # the run's own DRIVE score
     provenance = [f'dataset: chase_db1 at {data} (cross-dataset: ...)',
                   f'test: 28 images, the whole set ({data}): scored cross-dataset',
@@ -340,7 +368,7 @@ def test_cross_dataset_table_scores_a_finished_run_once_and_says_what_was_scored
         output = Path(next(c for c in command if c.startswith('--output_dir=')).split('=', 1)[1])
         fake_metrics(output / 'metrics.json', 0.91, provenance)
         return 5.0
-    monkeypatch.setattr(results, 'run_logged', fake_run_logged)
+    monkeypatch.setattr(runner_common, 'run_logged', fake_run_logged)
     argv = ['drive_on_chase_db1', '--data', str(data), '--run', str(run), '--out', str(out)]
     results.main(argv)
     assert [c[1] for c in calls] == ['eval.py', 'eval.py']
@@ -440,33 +468,15 @@ def test_ablation_report_adds_the_seed_statistics(tmp_path):
 def test_a_threshold_table_scores_again_at_the_threshold_chosen_on_training_images(tmp_path, monkeypatch):
     table = results.TABLES['levers']
     workdir = tmp_path / 'run'
-    calls = []
-
-    def fake_run_logged(command, log_path):
-        calls.append(command[1:2] + [c for c in command if c.startswith(('--split', '--config.eval.threshold'))])
-        if command[1] == 'train.py':
-            (workdir / 'checkpoints' / 'latest' / '1000').mkdir(parents=True, exist_ok=True)
-            (workdir / 'config.json').write_text(json.dumps({
-                'num_train_steps': 1000, 'batch_size': 8, 'seed': 0,
-                'data': {'image_size': [576, 576], 'crop_size': [192, 192]},
-                'optim': {'name': 'adam', 'lr': 1e-3, 'schedule': 'poly', 'warmup_steps': 50},
-                'loss': {'kind': 'dice_ce'}, 'model': {'architecture': 'cenet'}}))
-        elif command[1] == 'experiments/threshold.py':
-            summary = threshold.curve_summary(threshold.accuracy_curve(
-                [(np.array([[0.7, 0.3, 0.65]]), np.array([[1, 0, 0]]), None)]), split='train', tta='d8')
-            (workdir / 'eval' / 'threshold_train_d8.json').write_text(json.dumps(summary))
-        else:
-            output = Path(next(c for c in command if c.startswith('--output_dir=')).split('=', 1)[1])
-            fake_metrics(output / 'metrics.json', 0.97)
-        return 3.0
-    monkeypatch.setattr(results, 'run_logged', fake_run_logged)
+    commands = fake_commands(monkeypatch)
     row = results.train_and_score(table, table.runs[0], workdir, '/data', False)
+    calls = [c[1:2] + [a for a in c if a.startswith(('--split', '--config.eval.threshold'))] for c in commands]
     assert calls == [['train.py'], ['eval.py', '--split=val'], ['experiments/threshold.py', '--split=train'],
                      ['eval.py', '--split=val', '--config.eval.threshold=0.65']]
     assert list(row['evals']) == ['d8', 'd8, t=0.65 (chosen on train)']
     assert row['threshold']['chosen_threshold'] == pytest.approx(0.65)
     again = results.train_and_score(table, table.runs[0], workdir, '/data', False)
-    assert len(calls) == 4 and again['evals'] == row['evals']      # finished and scored: nothing runs
+    assert len(commands) == 4 and again['evals'] == row['evals']      # finished and scored: nothing runs
     result = {'command': 'c', 'git_commit': 'c', 'finished': 'now', 'wall_minutes': 1.0, 'figures': [],
               'hardware': {'cpu': 'CPU', 'cores': 2, 'memory_gb': 1.0, 'jax': '1', 'flax': '1'}, 'rows': [row]}
     text = results.markdown('levers', table, result)
@@ -518,3 +528,137 @@ def test_per_image_changes_show_whether_a_gain_holds_on_every_image(tmp_path):
     gone = rows + [{**fake_row('c', 0.9), 'workdir': str(tmp_path / 'elsewhere')}]   # --report-only elsewhere
     assert 'not shown, 1 per-image tables are not on this machine' in \
         per_image.changes_against_first(gone, 'val', 'd8', ['auc'], results.METRIC_NAMES)[0]
+
+
+def test_experiments_import_each_other_without_a_cycle():
+    """results.py imports cross_dataset.py; what both need lives in modules below them."""
+    folder = Path(results.__file__).parent
+    names = {path.stem for path in folder.glob('*.py')}
+    graph = {}
+    for path in folder.glob('*.py'):
+        tree = ast.parse(path.read_text())
+        found = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        found |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        graph[path.stem] = found & names
+    assert 'cross_dataset' in graph['results'] and 'results' not in graph['cross_dataset']
+    done, visiting = set(), []
+
+    def visit(name):
+        assert name not in visiting, f'import cycle: {" -> ".join(visiting + [name])}'
+        if name not in done:
+            visiting.append(name)
+            for other in sorted(graph[name]):
+                visit(other)
+            visiting.pop()
+            done.add(name)
+    for name in sorted(graph):
+        visit(name)
+
+
+def test_paper_level_seeds_runs_the_chosen_cenet_recipe_at_three_seeds_reusing_seed_0():
+    seeds, paper_level = results.TABLES['paper_level_seeds'], results.TABLES['paper_level']
+    assert [r.seed for r in seeds.runs] == [0, 1, 2] and len({r.label for r in seeds.runs}) == 1
+    assert {(r.variant, r.overrides, r.steps) for r in seeds.runs} == {
+        ('cenet', results.BF16 + results.CHOSEN_LEVERS, results.CHOSEN_STEPS)}
+    # seed 0 is paper_level's run: the workdir name it was trained under is unchanged
+    name = 'drive_cpu-cenet-s0-3000steps-model.dtype-bfloat16-optim.lr-0.002-data.image-size-768-768'
+    assert results.workdir_name(seeds, seeds.runs[0], seeds.steps) == name
+    assert results.workdir_name(paper_level, paper_level.runs[2], paper_level.steps) == name
+    assert results.workdir_name(seeds, seeds.runs[2], seeds.steps) == name.replace('-s0-', '-s2-')
+    assert seeds.split == 'test' and seeds.threshold_split == 'train' and seeds.versus_paper == 'CE-Net'
+    train = results.train_command(seeds, seeds.runs[1], Path('W'), 'D', seeds.steps)
+    assert '--config.seed=1' in train and '--config.optim.lr=0.002' in train
+    assert '--config.num_train_steps=3000' in train and '--config.data.image_size=(768, 768)' in train
+
+
+def test_tables_that_score_or_choose_on_val_hold_out_validation_images():
+    """'val' is never the test split: a table using it must train with data.val_fraction > 0."""
+    for name, table in results.TABLES.items():
+        if 'val' in (table.split, table.threshold_split):
+            for run in table.runs:
+                fraction = [float(o.split('=')[1]) for o in run.overrides if o.startswith('data.val_fraction=')]
+                assert fraction and fraction[-1] > 0, (name, run.label)
+
+
+def test_threshold_on_val_without_validation_images_is_an_error_before_any_model_loads(tmp_path):
+    make_drive(tmp_path / 'DRIVE', count=2)
+    config = drive_cpu.get_config()
+    config.data.root = str(tmp_path / 'DRIVE')
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'config.json').write_text(config.to_json_best_effort())   # no checkpoint at all
+    with pytest.raises(NoValidationSplit, match='data.val_fraction is 0.*--split=train chooses on the images'):
+        threshold.main(['--workdir', str(tmp_path / 'run'), '--split', 'val'])
+
+
+def test_a_report_records_each_runs_training_commit_diff_commands_and_facts(tmp_path, monkeypatch):
+    """paper_level_seeds end to end with the processes faked: seed 0 was trained by an earlier
+    paper_level invocation (its commit comes from that report), seeds 1 and 2 train now at a
+    dirty tree (the diff is saved in the workdir and beside the report)."""
+    table = results.TABLES['paper_level_seeds']
+    out, runs = tmp_path / 'docs', tmp_path / 'runs'
+    calls = fake_commands(monkeypatch)
+    monkeypatch.setattr(provenance, 'git_commit', lambda: 'old0')
+    seed0 = runs / results.workdir_name(table, table.runs[0], table.steps)
+    earlier = results.train_and_score(table, table.runs[0], seed0, '/data', False)
+    (seed0 / provenance.TRAINED_AT).unlink()                  # trained before the runner recorded it
+    out.mkdir()
+    (out / 'paper_level.json').write_text(json.dumps({'git_commit': 'old0+dirty', 'finished': 'then', 'rows': [
+        {**earlier, 'trained_at': [], 'reused': False}]}))
+    del calls[:]
+    edits = 'diff --git a/cenet_jax/x.py b/cenet_jax/x.py\n+an edit\n'
+    monkeypatch.setattr(provenance, 'git_commit', lambda: 'new1+dirty')
+    monkeypatch.setattr(provenance, 'git_diff', lambda: edits)
+    monkeypatch.setattr(results, 'save_loss_curves', lambda rows, path: None)
+    result = results.run_table('paper_level_seeds', '/data', out, runs, False, None, (), ['experiments/results.py'])
+    trained = [next(a for a in c if a.startswith('--config.seed=')) for c in calls if c[1] == 'train.py']
+    assert trained == ['--config.seed=1', '--config.seed=2']           # seed 0 is finished: reused
+    first, second = result['rows'][:2]
+    assert first['trained_at'][0]['commit'] == 'old0+dirty' and 'paper_level.json' in first['trained_at'][0]['source']
+    (entry,) = second['trained_at']
+    assert entry['commit'] == 'new1+dirty' and entry['from_step'] == 0 and 'train.py' in entry['command']
+    assert (Path(second['workdir']) / entry['diff']).read_text() == edits == (out / entry['diff']).read_text()
+    assert result['git_diff'] == entry['diff']                # the invocation's edits: the same file
+    assert set(second['eval_commands']) == {'d8', 'd8, t=0.65 (chosen on train)'}
+    assert 'experiments/threshold.py' in second['threshold_command']
+    assert second['speed']['last'] == {'step': 3000, 'images_per_sec': 12.5}
+    text = (out / 'paper_level_seeds.md').read_text()
+    assert f'uncommitted edits: [{entry["diff"]}]({entry["diff"]})' in text
+    assert 'trained at: `old0+dirty` (from paper_level.json: its invocation, finished then, trained' in text
+    assert f'trained at: `new1+dirty` (uncommitted edits: [{entry["diff"]}]({entry["diff"]})) from step 0' in text
+    assert '  - eval (d8, t=0.65 (chosen on train)): `' in text and '  - threshold: `' in text
+    assert 'per-image mean ± sample std (n - 1)' in text
+    assert "#### Mean ± std over seeds (d8, each run's threshold chosen on train)" in text
+    assert '| CE-Net, the chosen levers: lr 2e-3, 768 px, 3000 steps: mean ± std over seeds | 0,1,2 | d8 | ' \
+           '-0.1309 ± 0.0000 | -0.0045 ± 0.0000 | -0.0079 ± 0.0000 |' in text
+    assert '| Sen (paper 0.8309) | Acc (paper 0.9545) | AUC (paper 0.9779) |' in text
+    assert '| 0.8718 (±0.00001) | 0.8729 ± 0.0294 | 0.0328 ± 0.0106 | 0.0964 / 0.0283 | 23.7 % | ' \
+           '297,981 / 4,538,143 |' in text
+    assert '| 571.4 | 24.0 (step 25) | 12.5 (step 3000) |' in text
+    assert '#### Paired per seed' not in text                # one label: nothing to pair
+
+
+def test_reports_say_which_std_their_runs_were_scored_with():
+    old = fake_row('CE-Net', 0.97)['evals']['d8']                        # eval.py before std_ddof
+    new = {**old, 'std_ddof': 1}
+    assert runner_common.std_words([new, new]) == 'sample std (n - 1)'
+    assert runner_common.std_words([old]).startswith('population std (n)')
+    assert runner_common.std_words([old, new]).startswith('sample std (n - 1), except')
+    assert runner_common.format_value(0.5, float('nan')) == '0.5000' == runner_common.format_value(0.5)
+    lines = seed_stats.markdown([seed_row('CE-Net', 0, 0.97)], 'd8', ['auc'], results.METRIC_NAMES, 'CE-Net')
+    assert '| CE-Net | 300 | 0 | 0.9700 (1 seed) | 6.0 |' in lines
+
+
+def test_fov_agreement_report_scores_each_split_of_drive(tmp_path):
+    a = np.zeros((4, 4), bool)
+    a[:2] = True
+    b = np.zeros((4, 4), bool)
+    b[:, :2] = True
+    assert fov_agreement.agreement(a, a) == {'iou': 1.0, 'dice': 1.0}
+    assert fov_agreement.agreement(a, b) == pytest.approx({'iou': 4 / 12, 'dice': 0.5})
+    make_drive(tmp_path / 'DRIVE', count=3)
+    result = fov_agreement.main(['--data', str(tmp_path / 'DRIVE'), '--out', str(tmp_path / 'out')])
+    assert set(result['splits']) == {'test', 'train'} and result['splits']['test']['images'] == 3
+    assert [r['id'] for r in result['per_image']['train']] == ['21_training', '22_training', '23_training']
+    text = (tmp_path / 'out' / 'fov_drive.md').read_text()
+    assert '| test | 3 |' in text and 'fov_agreement.py --data' in text
+    assert json.loads((tmp_path / 'out' / 'fov_drive.json').read_text())['splits'] == result['splits']

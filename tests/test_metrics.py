@@ -1,5 +1,6 @@
 """Tests of cenet_jax.metrics against scikit-learn / scikit-image and hand-made cases."""
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -267,11 +268,15 @@ def test_boundary_mae_ignores_nan_and_penalises_missing_layers():
 
 
 # ---------------------------------------------------------------- aggregation
-def test_summaries_use_population_std_and_skip_nan():
-    rows = [{'a': 1.0, 'b': float('nan')}, {'a': 3.0, 'b': 2.0}]
+def test_summaries_use_sample_std_and_skip_nan():
+    rows = [{'a': 1.0, 'b': float('nan')}, {'a': 3.0, 'b': 2.0}, {'a': 8.0, 'b': float('nan')}]
     summary = metrics.summarize(rows, ['a', 'b'])
-    assert summary['a'] == metrics.Summary(2.0, 1.0, 2)  # np.std, ddof = 0
-    assert summary['b'] == metrics.Summary(2.0, 0.0, 1)
-    assert summary['a'].format(2) == '2.00±1.00'
+    assert metrics.STD_DDOF == 1
+    assert summary['a'].mean == 4.0 and summary['a'].n == 3
+    assert summary['a'].std == pytest.approx(statistics.stdev([1.0, 3.0, 8.0]))   # ddof = 1
+    assert summary['a'].std == pytest.approx(np.std([1.0, 3.0, 8.0], ddof=1))
+    assert summary['b'].mean == 2.0 and summary['b'].n == 1 and math.isnan(summary['b'].std)  # undefined
+    assert summary['b'].format(2) == '2.00'
+    assert summary['a'].format(2) == f"4.00±{statistics.stdev([1.0, 3.0, 8.0]):.2f}"
     with pytest.raises(KeyError):
         metrics.summarize(rows, ['c'])

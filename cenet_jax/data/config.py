@@ -72,7 +72,7 @@ def default_data_config() -> ml_collections.ConfigDict:
     cfg.train_split = 'train.txt'    # DRIVE: folder name; ORIGA: Set_A.txt; folder/OCT: optional list file
     cfg.val_split = 'val.txt'        # optional list file; '' or absent = holdout of train
     cfg.test_split = 'test.txt'
-    cfg.val_fraction = 0.1           # val = this seeded fraction of train; 0 = use the test split as val
+    cfg.val_fraction = 0.1           # val = this seeded fraction of train; 0 = no val split (never test)
     cfg.test_fraction = 0.2          # single-pool datasets (lung, ISBI, folders without lists): test share
     cfg.num_folds = 0                # > 0: k-fold cross-validation of single-pool datasets ...
     cfg.fold = 0                     # ... and this fold is the test split

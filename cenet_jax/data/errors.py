@@ -8,3 +8,9 @@ class DataError(CenetError, ValueError):
     The message always names the offending path (or record id) and what was expected, so a bad
     dataset is reported before training starts, never as a bare traceback from a worker.
     """
+
+
+class NoValidationSplit(DataError):
+    """'val' was asked for, but the configuration holds no validation images (data.val_fraction
+    is 0 and the set has no validation list). Training catches it and runs without validation;
+    everything else (eval.py, experiments/threshold.py) reports it."""

@@ -12,7 +12,7 @@ import warnings
 import ml_collections
 
 from cenet_jax.data import config as data_config
-from cenet_jax.data.errors import DataError
+from cenet_jax.data.errors import DataError, NoValidationSplit
 from cenet_jax.data.layouts import Entry, list_dataset
 from cenet_jax.data.provenance import SplitInfo, describe_fov
 from cenet_jax.data.records import DecodeSpec, Record, decode_entry
@@ -76,6 +76,9 @@ def _synthetic_source(data_cfg: ml_collections.ConfigDict, split: str) -> Synthe
     if size == (0, 0):
         size = data_config.image_hw(data_cfg)
     count, seed = int(data_cfg.synthetic[f'num_{split}']), int(data_cfg.synthetic.seed)
+    if split == 'val' and count == 0:
+        raise NoValidationSplit(f'the val split of {data_cfg.name} is empty: data.synthetic.num_val is 0; '
+                                'set it above 0 to validate')
     source = SyntheticSource(data_cfg.name, split, count, size, seed, int(data_cfg.num_classes))
     source.info = SplitInfo(data_cfg.name, '', split, count,
                             f'{count} generated {data_cfg.name} images (data.synthetic.seed {seed})',

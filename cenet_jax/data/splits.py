@@ -3,10 +3,12 @@
 Every split is a pure function of the sorted record ids and a seed, so it is the same on every
 host and every run. Datasets with an official train/test split (DRIVE, ORIGA, Messidor,
 RIM-ONE, folders with split files) take 'val' as a seeded `val_fraction` holdout of train
-(0 = use the test split as val). Datasets with one labelled pool (lung CT, ISBI 2012, CHASE_DB1,
-STARE, folders without split files) first hold out `test_fraction` for test, or fold `fold` of
-`num_folds`; scored cross-dataset (a model trained on another set) their test split is the
-whole pool. The split 'all' is every record. `choose_split` also says, in words, where the
+(0 = no validation images: asking for 'val' is then `NoValidationSplit`, never the test split,
+so nothing that picks a checkpoint or a threshold on 'val' can look at the test images).
+Datasets with one labelled pool (lung CT, ISBI 2012, CHASE_DB1, STARE, folders without split
+files) first hold out `test_fraction` for test, or fold `fold` of `num_folds`, and take 'val'
+from what remains by the same rule; scored cross-dataset (a model trained on another set) their
+test split is the whole pool. The split 'all' is every record. `choose_split` also says, in words, where the
 records of a split come from and how many there are.
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Sequence, TypeVar
 import numpy as np
 
 from cenet_jax.data.decode import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS
-from cenet_jax.data.errors import DataError
+from cenet_jax.data.errors import DataError, NoValidationSplit
 
 SPLITS = ('train', 'val', 'test')
 T = TypeVar('T')
@@ -164,7 +166,11 @@ def choose_split(pools: dict[str, list[T]], split: str, *, val_fraction: float, 
         return (pools['val'], f'{_images(len(pools["val"]))} from {where("val")}') if split == 'val' \
             else (train_pool, train_words(len(train_pool), 0))
     if split == 'val' and val_fraction == 0:
-        return test, f'the test split, because val_fraction is 0: {test_how}'
+        raise NoValidationSplit(
+            f'the val split is empty: data.val_fraction is 0 and {train_source} has no validation list '
+            '(the test split is never used as val); train with --config.data.val_fraction (e.g. 0.1: a '
+            'seeded holdout of the train split) to have held-out training images, or score the test '
+            'split explicitly (--split=test)')
     train, val = _split_off(train_pool, holdout_indices(len(train_pool), val_fraction, seed, _VAL_STREAM))
     if split == 'val':
         return val, (f'{len(val)} of {_images(len(train_pool))}, a seeded {_percent(val_fraction)} holdout of '

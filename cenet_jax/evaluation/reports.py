@@ -17,6 +17,7 @@ from cenet_jax.disk import write_atomic
 from cenet_jax.evaluation.scoring import EvalResult, cell_threshold_sweep
 from cenet_jax.evaluation.tasks import (OCT_BOUNDARY_NAMES, OCT_MAE_KEYS, TASKS, PaperTable,
                                         PaperValue)
+from cenet_jax.metrics import STD_DDOF
 
 METRIC_LABELS = {
     'E': 'E', 'dice': 'Dice', 'iou': 'IoU', 'acc': 'Acc', 'sen': 'Sen', 'spec': 'Spec',
@@ -105,6 +106,7 @@ def result_summary(result: EvalResult) -> dict[str, Any]:
         'task': result.task, 'paper_key': result.paper_key, 'num_images': len(result.rows),
         'settings': dict(result.settings),
         'aggregate': {k: s.as_dict() for k, s in result.aggregate.items()},
+        'std_ddof': STD_DDOF,   # the aggregate's std: sample (1); reports before it was written: 0
         'pooled': result.pooled, 'threshold_sweep': cell_threshold_sweep(result),
         'uncertainty': result.uncertainty,
         'paper': {method: {m: list(v) if isinstance(v, tuple) else v for m, v in values.items()}

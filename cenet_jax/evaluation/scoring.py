@@ -3,14 +3,15 @@ and their predicted probabilities (`evaluate_records` -> `EvalResult`).
 
 `evaluate_records` turns evaluation records (see docs/architecture.md) and a
 ``predict_probs_fn(record) -> probs (H, W, K)`` at the record's own size into an
-`EvalResult`: one row of scores per image, per-image mean ± std (population std, see
+`EvalResult`: one row of scores per image, per-image mean ± std (sample std, ddof = 1, see
 `cenet_jax.metrics.aggregate`) and pooled data-set scores (confusion counts summed over
 all evaluated pixels, exact AUC over all pixels, OCT errors over all columns).
 
 Which number the paper reports: its tables give mean ± std over test images (Tables I,
 III, VI) and its DRIVE Table II values round to the Table VI means (0.9545 -> 0.955,
 0.9779 -> 0.978); the authors' ``test_cenet.py`` prints the per-image mean (and
-``np.std``) of Acc, Sen and AUC. So the per-image mean is what we set beside the paper;
+``np.std``, ddof = 0) of Acc, Sen and AUC. So the per-image mean is what we set beside the paper
+(with the sample std, ddof = 1, as every spread of this project);
 pooled scores are printed as well because DRIVE papers often pool over all FOV pixels.
 The authors' script scores all pixels of the image, not the FOV; the DRIVE convention
 (and our default, ``use_fov=True``) is the FOV.
@@ -90,7 +91,7 @@ class EvalResult:
 
     @property
     def aggregate(self) -> dict[str, Summary]:
-        """Per-image mean, population std and count of every score."""
+        """Per-image mean, sample std and count of every score."""
         return summarize(self.rows, self.metric_names)
 
     @property

@@ -26,6 +26,7 @@ from flax import linen as nn
 from cenet_jax import convert, figures, parallel, run_config
 from cenet_jax.checkpoint import Checkpoints, weights_template
 from cenet_jax.data import pipeline
+from cenet_jax.data.errors import NoValidationSplit
 from cenet_jax.data.sources import build_source
 from cenet_jax.errors import CenetError, ConfigError
 from cenet_jax.evaluation import (BatchPredictor, as_record_stream, evaluate_records,
@@ -207,6 +208,22 @@ def validate(state: TrainState, predictor: BatchPredictor, records: Any,
     return summary
 
 
+def validation_records(config: ml_collections.ConfigDict) -> Any:
+    """The validation records (their source logged), or None: validation off
+    (`eval_every_steps` <= 0), or no validation images (data.val_fraction 0 and no val list,
+    the CPU recipes' setting: logged, and training goes on without validation; the test
+    split is never used in its place)."""
+    if config.eval_every_steps <= 0:
+        return None
+    try:
+        records = pipeline.build_eval_records(config.data, 'val')
+    except NoValidationSplit as error:
+        log.warning('validation off (config.eval_every_steps=%d asks for it): %s', config.eval_every_steps, error)
+        return None
+    log.info('%s', records.info.line)
+    return records
+
+
 def save_curves(workdir: Path) -> None:
     """`curves.png`: training loss and validation metrics against steps."""
     figures.save_training_curves(workdir / 'curves.png', read_metrics(workdir / 'metrics.jsonl'))
@@ -277,11 +294,9 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
         make_step(config, model, tx), in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
         out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
 
-    val_records = None
+    val_records = validation_records(config)
     predictor = None
-    if config.eval_every_steps > 0:
-        val_records = pipeline.build_eval_records(config.data, 'val')
-        log.info('%s', val_records.info.line)
+    if val_records is not None:
         predictor = BatchPredictor(model, mesh, tta=config.eval.val_tta,
                                    non_square=config.eval.non_square,
                                    batch_size=config.eval.batch_size)

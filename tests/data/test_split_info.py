@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cenet_jax.data import build_eval_records, build_source, data_config_for
+from cenet_jax.data.errors import NoValidationSplit
 from cenet_jax.data.splits import canonical_split, choose_split
 
 from .fakes import make_folder_dataset, save, write_list
@@ -20,8 +21,8 @@ def test_split_lists_say_which_file(folder_root):
     assert len(source) == 6
     assert source.info.line == f'test: 6 images from {folder_root / "test.txt"}'
     assert source.info.lines()[0] == f'dataset: folder at {folder_root}'
-    val = build_source(folder_cfg(folder_root, val_fraction=0.0), 'val')
-    assert val.info.line == f'val: the test split, because val_fraction is 0: 6 images from {folder_root / "test.txt"}'
+    with pytest.raises(NoValidationSplit, match=f'{folder_root / "train.txt"} has no validation list'):
+        build_source(folder_cfg(folder_root, val_fraction=0.0), 'val')   # never the test split
 
 
 def test_holdout_without_lists_says_so(folder_root):

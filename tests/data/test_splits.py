@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cenet_jax.data import build_source, data_config_for
-from cenet_jax.data.errors import DataError
+from cenet_jax.data.errors import DataError, NoValidationSplit
 from cenet_jax.data.splits import holdout_indices, kfold_indices, kfold_splits, select_split, split_list_stem
 
 from .fakes import make_lung
@@ -31,14 +31,31 @@ def test_kfold_folds_are_disjoint_and_cover_everything():
         kfold_indices(3, 5, seed=0)
 
 
-def test_official_split_val_holdout_and_val_fraction_zero_uses_test():
+def test_official_split_val_holdout_and_val_fraction_zero_has_no_val():
     pools = {'train': list(range(10)), 'test': [100, 101]}
     kwargs = dict(test_fraction=0.2, num_folds=0, fold=0, seed=0)
     train = select_split(pools, 'train', val_fraction=0.2, **kwargs)
     val = select_split(pools, 'val', val_fraction=0.2, **kwargs)
     assert len(train) == 8 and len(val) == 2 and not set(train) & set(val)
-    assert select_split(pools, 'val', val_fraction=0.0, **kwargs) == [100, 101]
     assert select_split(pools, 'train', val_fraction=0.0, **kwargs) == list(range(10))
+    # no validation images: an error naming the fix, never the test split in its place
+    with pytest.raises(NoValidationSplit, match=r'val split is empty: data.val_fraction is 0.*'
+                                                r'--config.data.val_fraction.*--split=test'):
+        select_split(pools, 'val', val_fraction=0.0, **kwargs)
+    for single in ({'all': list(range(10))}, ):           # one pool: the same rule after the test holdout
+        with pytest.raises(NoValidationSplit):
+            select_split(single, 'val', val_fraction=0.0, **kwargs)
+        assert len(select_split(single, 'val', val_fraction=0.25, **kwargs)) == 2
+    # an official val list is used whatever val_fraction says
+    assert select_split({**pools, 'val': [50, 51]}, 'val', val_fraction=0.0, **kwargs) == [50, 51]
+
+
+def test_no_validation_is_a_data_error_for_synthetic_sets_too():
+    cfg = data_config_for('synthetic_vessels', image_size=(32, 32))
+    cfg.synthetic.num_val = 0
+    with pytest.raises(DataError, match='num_val is 0'):
+        build_source(cfg, 'val')
+    assert issubclass(NoValidationSplit, DataError)
 
 
 def test_split_list_lines_name_stems():
