@@ -120,6 +120,21 @@ LEVERS = (Run('CPU recipe: Dice + CE, 1000 steps, 192 px patches of 576 px, lr 1
           Run('3000 steps', overrides=LEVER_BASE, steps=CHOSEN_STEPS),
           Run('combined: lr 2e-3, 768 px, 3000 steps', overrides=LEVER_BASE + CHOSEN_LEVERS, steps=CHOSEN_STEPS))
 
+# Drishti-GS1 optic disc and cup: the CPU recipe on the 800 px disc crop at 256 px, bf16, for the
+# paper's 100 epochs (625 steps of 8 of the 50 training images). The recipe is chosen on 10 of the
+# 50 training images (a seeded 20 % holdout; `disc_levers`), never on the 51 test images.
+DISC_CONFIG = 'configs/drishti_cpu.py'
+DISC_STEPS = 625
+DISC_VARIANTS = ABLATION_VARIANTS[:3]   # CE-Net, Backbone, U-Net
+DISC_PAPER_ROWS = ('U-Net', 'M-Net', 'DeepDisc', 'CE-Net')
+DISC_LEVERS = (Run('CPU recipe: Dice + CE, 256 px of the 800 px crop, lr 1e-3, 625 steps (100 epochs)',
+                   overrides=LEVER_BASE),
+               Run('architecture: U-Net', 'unet', overrides=LEVER_BASE),
+               Run('loss: Dice (the paper\'s)', overrides=LEVER_BASE + ('loss.kind=dice',)),
+               Run('resolution 384 px', overrides=LEVER_BASE + ('data.image_size=(384, 384)',
+                                                                'data.crop_size=(384, 384)')),
+               Run('1250 steps', overrides=LEVER_BASE, steps=2 * DISC_STEPS))
+
 TABLES = {
     'drive': Table('DRIVE retinal vessels (paper Table II)', 'configs/drive_cpu.py',
                    (Run('CE-Net'),), paper_rows=('CE-Net', 'Backbone', 'U-Net'), versus_paper='CE-Net'),
@@ -148,6 +163,22 @@ TABLES = {
                                tuple(dataclasses.replace(CHOSEN_CENET, seed=seed) for seed in ABLATION_SEEDS),
                                tta=('d8',), threshold_split='train', paper_rows=('CE-Net',),
                                versus_paper='CE-Net'),
+    'disc_levers': Table('Drishti-GS1 recipe levers, one at a time from the CPU recipe, scored on 10 held-out '
+                         'training images (bf16 compute)', DISC_CONFIG, DISC_LEVERS, tta=('d8',), steps=DISC_STEPS,
+                         split='val', per_image_changes=True, paper_table=('disc_cup', 'ORIGA')),
+    'drishti': Table('Drishti-GS1 optic disc and cup, official 51 test images: CE-Net, Backbone and U-Net from '
+                     'random weights, 3 seeds (CPU recipe, 625 steps, bf16 compute)', DISC_CONFIG,
+                     tuple(Run(label, variant, seed, BF16) for seed in ABLATION_SEEDS
+                           for label, variant in DISC_VARIANTS),
+                     tta=('d8', 'none'), steps=DISC_STEPS, paper_rows=DISC_PAPER_ROWS,
+                     paper_table=('disc_cup', 'ORIGA')),
+    'ablation_disc': Table('Table VI on the optic disc (Drishti-GS1 test images, disc E), 3 seeds (CPU recipe, '
+                           '625 steps, bf16 compute)', DISC_CONFIG,
+                           tuple(Run(label, variant, seed, BF16) for seed in ABLATION_SEEDS
+                                 for label, variant in ABLATION_VARIANTS),
+                           tta=('d8',), steps=DISC_STEPS,
+                           paper_rows=('U-Net', 'Backbone', 'Backbone + DAC with atrous', 'Backbone + RMP', 'CE-Net'),
+                           paper_table=('disc_cup', 'ORIGA-ablation')),
     'levers': Table('DRIVE recipe levers, one at a time from the CPU recipe, scored on 4 held-out '
                     'training images (bf16 compute)', 'configs/drive_cpu.py',
                     LEVERS,
@@ -326,8 +357,9 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
             lines += [''] + seed_stats.markdown(result['rows'], key, metrics, METRIC_NAMES,
                                                 result['rows'][0]['label'], title)
     if table.per_image_changes and len(result['rows']) > 1:
-        lines += [''] + per_image.changes_against_first(result['rows'], table.split, table.tta[0],
-                                                        [m for m in ('auc', 'acc') if m in metrics], METRIC_NAMES)
+        compared = [m for m in ('auc', 'acc', 'dice_disc', 'dice_cup') if m in metrics]
+        lines += [''] + per_image.changes_against_first(result['rows'], table.split, table.tta[0], compared,
+                                                        METRIC_NAMES)
     if table.versus_paper in paper:
         lines += [''] + paper_gap.markdown(result['rows'], table.versus_paper, paper[table.versus_paper], metrics,
                                            METRIC_NAMES, seed_keys(table))

@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PAPER_NOTE = ('The paper\'s numbers use an ImageNet-pretrained ResNet-34 encoder and 100 epochs on a '
               'GPU; ours start from random weights (ImageNet weights cannot be downloaded here).')
-METRIC_NAMES = {'sen': 'Sen', 'acc': 'Acc', 'auc': 'AUC', 'v_rand': 'V_Rand', 'v_info': 'V_Info'}
+METRIC_NAMES = {'sen': 'Sen', 'acc': 'Acc', 'auc': 'AUC', 'v_rand': 'V_Rand', 'v_info': 'V_Info',
+                'E_disc': 'disc E', 'dice_disc': 'disc Dice', 'E_cup': 'cup E', 'dice_cup': 'cup Dice',
+                'cdr_error': 'CDR abs. error', 'cdr_expert_spread': "experts' CDR spread"}
 # Per-image scores that describe the TTA uncertainty rather than the segmentation.
 UNCERTAINTY_SCORES = ('uncertainty', 'uncertainty_auc')
 

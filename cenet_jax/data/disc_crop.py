@@ -92,3 +92,13 @@ def disc_crop_box(image: np.ndarray, size: int, sigma: float,
         raise ValueError(f'data.disc_locator must be one of {DISC_LOCATORS}, got {locator!r}')
     centre = brightest_point(image, sigma) if locator == 'brightest' else blob_centre(image)
     return crop_box(centre, size, image.shape[:2])
+
+
+def describe_disc_crop(size: int, locator: str) -> str:
+    """The disc crop in words, for logs and reports (size 0: the images are taken as they are)."""
+    if size <= 0:
+        return ('none (data.disc_crop_size=0): the images are taken as already cropped around the optic disc, '
+                'and scored as they are')
+    how = 'the brightest point, as in the paper' if locator == 'brightest' else 'a bright red blob inside the FOV'
+    return (f'{size} x {size} px around the optic disc, found as {how} (data.disc_locator={locator!r}); '
+            f'predictions are pasted back and scored on the whole image')

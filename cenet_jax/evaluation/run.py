@@ -21,6 +21,7 @@ from cenet_jax import convert, parallel
 from cenet_jax.checkpoint import Checkpoints, weights_template
 from cenet_jax.data import pipeline
 from cenet_jax.data.decode import read_image
+from cenet_jax.data.disc_crop import describe_disc_crop
 from cenet_jax.data.errors import DataError
 from cenet_jax.data.transforms import model_image, normalize
 from cenet_jax.errors import ConfigError
@@ -38,6 +39,7 @@ from cenet_jax.losses import predict_classes
 from cenet_jax.models import build_model
 
 log = logging.getLogger('cenet_jax')
+DISC_TASKS = ('disc', 'disc_cup')   # tasks whose reports say how the optic disc was cropped
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.gif', '.bmp', '.npy')
 
 
@@ -149,6 +151,9 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
     tta_run = resolve_tta(tta, *tuple(config.data.image_size), config.eval.non_square)
     records = pipeline.build_eval_records(config.data, split)
     provenance = provenance_lines(records.info)
+    if config.eval.task in DISC_TASKS:
+        provenance.append('disc crop: ' + describe_disc_crop(int(config.data.disc_crop_size),
+                                                             str(config.data.get('disc_locator', 'brightest'))))
     for line in provenance:
         log.info('%s', line)
     uncertainty = keeps_uncertainty(config, tta_run)

@@ -351,9 +351,9 @@ def evaluate_records(records: Iterable[Record], predict_probs_fn: Callable[[Reco
 
 def _disc_cup_caption(row: Mapping[str, float]) -> str:
     """The figure's caption: the image's disc and cup Dice and its CDR against the experts'."""
-    caption = f"disc Dice {row['dice_disc']:.3f}, cup Dice {row['dice_cup']:.3f}, CDR {row['cdr']:.2f}"
+    caption = f"Dice disc {row['dice_disc']:.3f} cup {row['dice_cup']:.3f}; CDR {row['cdr']:.2f}"
     if not np.isnan(row['cdr_experts']):
-        caption += f" (experts {row['cdr_experts']:.2f})"
+        caption += f" / {row['cdr_experts']:.2f}"
     return caption
 
 
