@@ -4,7 +4,7 @@ Two ways to find the disc centre (`data.disc_locator`):
 - 'brightest' (the paper): the maximum of the Gaussian-smoothed luminance. A single hot pixel
   must not win, so the luminance is smoothed with a Gaussian of `sigma` pixels first. On
   Drishti-GS1 a camera flare at the rim of the field of view wins on 5 of 101 images, and the
-  800 x 800 crop then misses the disc (docs/datasets.md).
+  800 x 800 crop then misses the disc (README.md, "Datasets").
 - 'blob': the disc as a bright blob of the red channel inside the field of view, the
   difference of two Gaussians (centre 100 px against surround 400 px, in full-image pixels,
   scaled by the image's long side over 2048) in units of the FOV's red-channel std, minus a
