@@ -3,7 +3,7 @@
 Drishti-GS1 stores, per image, a disc and a cup soft map whose 8-bit value is the share of the
 4 experts who marked the pixel (0, 64, 128, 191, 255). The ground truth at agreement level `a`
 is the set of pixels marked by at least `a` experts. The default, 3 of 4 (the majority: soft
-value > 0.5), is what the Drishti-GS1 papers score against (README.md, "Datasets" has the citation).
+value > 0.5), is the level commonly used to score Drishti-GS1 (README.md, "Datasets").
 The label is three classes, background (0), neuroretinal rim (1) and cup (2): disc = rim + cup.
 A cup pixel outside the disc (the two maps come from separate markings) counts as disc too,
 so the cup always lies inside the disc, in the labels as in the predictions.
