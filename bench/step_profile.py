@@ -47,10 +47,12 @@ ELEMENTWISE = 'BatchNorm, ReLU, adds, pooling'
 
 
 def onednn_part(key: list[int]) -> str:
-    """The part of a oneDNN call, from its key (cenet_jax/ops/onednn_loader.py)."""
-    if key[0] != 0:  # batch norm, pooling
+    """The part of a oneDNN call, from its plan key (cenet_jax/ops/onednn_schema.py)."""
+    from cenet_jax.ops import onednn_schema
+    operation, fields = onednn_schema.unpack(key)
+    if operation != 'conv':  # batch norm, pooling
         return ELEMENTWISE
-    return TRANSPOSED if key[2] else CONV_OPS[key[1]]
+    return TRANSPOSED if fields['transposed'] else CONV_OPS[fields['op']]
 
 
 def label_part(label: str) -> str:

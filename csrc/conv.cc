@@ -1,7 +1,7 @@
 // (Transposed) convolutions with an optional bias: forward, data gradient, weight gradient.
 //
-// Key: {kConv, op, transposed, act_dtype, weight_dtype, layout, bias, n, ic, ih, iw, oc, oh, ow,
-//       kh, kw, sh, sw, pad_top, pad_bottom, pad_left, pad_right, dh, dw}.
+// Key: schema::ConvKey (op, transposed, act_dtype, weight_dtype, layout, bias, then the sizes of
+// input, output and kernel, strides, padding and dilation).
 // Buffers: forward (src, kernel[, bias]) -> dst; data gradient (diff_dst, kernel) -> diff_src;
 // weight gradient (src, diff_dst) -> diff_kernel[, diff_bias]. Activations are NHWC; kernels
 // as JAX holds them, HWIO (kh, kw, Cin, Cout) or, transposed, (kh, kw, Cout, Cin). Kernels are
@@ -16,21 +16,7 @@
 namespace cenet {
 namespace {
 
-enum Op : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
-enum Layout : int64_t { kAny = 0, kNHWC = 1 };
-
-struct Geometry {
-  int64_t op, transposed, act_dtype, weight_dtype, layout, bias;
-  int64_t n, ic, ih, iw, oc, oh, ow, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw;
-};
-
-Geometry Parse(const Key& key) {
-  if (key.size() != 24) throw std::runtime_error("convolution key of 24 integers expected");
-  Geometry g;
-  int64_t* fields = &g.op;
-  for (size_t i = 1; i < key.size(); ++i) fields[i - 1] = key[i];
-  return g;
-}
+using Geometry = schema::ConvKey;
 
 dnnl::memory::desc Activation(const Geometry& g, bool is_src) {
   dnnl::memory::dims dims = is_src ? dnnl::memory::dims{g.n, g.ic, g.ih, g.iw}
@@ -51,9 +37,11 @@ template <typename Fwd, typename BwdData, typename BwdWeights>
 std::unique_ptr<Plan> Build(const Geometry& g, dnnl::algorithm alg) {
   auto& eng = Engine();
   const dnnl::memory::dims strides{g.sh, g.sw}, dilates{g.dh - 1, g.dw - 1};
-  const dnnl::memory::dims pad_l{g.pt, g.pl}, pad_r{g.pb, g.pr};
+  const dnnl::memory::dims pad_l{g.pad_top, g.pad_left}, pad_r{g.pad_bottom, g.pad_right};
   const auto src = Activation(g, true), dst = Activation(g, false);
-  auto act = [&](const dnnl::memory::desc& md) { return g.layout == kNHWC ? md : Any(md); };
+  auto act = [&](const dnnl::memory::desc& md) {
+    return g.layout == schema::layout::nhwc ? md : Any(md);
+  };
   const auto user_kernel = Kernel(g, g.weight_dtype);
   const auto compute_kernel = Any(Kernel(g, g.act_dtype));
   const dnnl::memory::desc bias({g.oc}, ToDnnl(g.weight_dtype), dnnl::memory::format_tag::x);
@@ -67,7 +55,7 @@ std::unique_ptr<Plan> Build(const Geometry& g, dnnl::algorithm alg) {
   auto plan = std::make_unique<Plan>();
   plan->label = static_cast<int>(g.op * 2 + g.transposed);
   switch (g.op) {
-    case kForward:
+    case schema::conv_op::forward:
       plan->prim = Fwd(fwd);
       plan->slots = {MakeSlot(DNNL_ARG_SRC, false, src),
                      MakeSlot(DNNL_ARG_WEIGHTS, false, user_kernel)};
@@ -75,7 +63,7 @@ std::unique_ptr<Plan> Build(const Geometry& g, dnnl::algorithm alg) {
       plan->slots.push_back(MakeSlot(DNNL_ARG_DST, true, dst));
       Finish(*plan, fwd);
       return plan;
-    case kBackwardData: {
+    case schema::conv_op::backward_data: {
       typename BwdData::primitive_desc pd(eng, alg, act(src), compute_kernel, act(dst), strides,
                                           dilates, pad_l, pad_r, fwd, attr);
       plan->prim = BwdData(pd);
@@ -85,7 +73,7 @@ std::unique_ptr<Plan> Build(const Geometry& g, dnnl::algorithm alg) {
       Finish(*plan, pd);
       return plan;
     }
-    case kBackwardWeights: {
+    case schema::conv_op::backward_weights: {
       // The bias gradient of a transposed convolution is a separate sum over (N, H, W) of the
       // output gradient: oneDNN 3.2's fused one makes the weight gradient 1.3x (float32) to 6x
       // (bfloat16 on AMX) slower, and its reduction primitive has only a reference kernel here.
@@ -121,7 +109,7 @@ std::unique_ptr<Plan> Build(const Geometry& g, dnnl::algorithm alg) {
 }  // namespace
 
 std::unique_ptr<Plan> MakeConvPlan(const Key& key) {
-  const Geometry g = Parse(key);
+  const Geometry g = Geometry::From(key);
   if (g.transposed)
     return Build<dnnl::deconvolution_forward, dnnl::deconvolution_backward_data,
                  dnnl::deconvolution_backward_weights>(g, dnnl::algorithm::deconvolution_direct);

@@ -1,13 +1,16 @@
 // The extension's entry points: one XLA FFI handler that runs any planned oneDNN operation, and
 // plain C functions the Python loader (cenet_jax/ops/onednn_loader.py) calls through ctypes.
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <string>
 
 #include "plan.h"
-// XLA's FFI headers draw -Wreturn-type warnings from g++ 12 (switches over enums); harmless.
+// XLA's FFI headers draw -Wreturn-type (switches over enums) and -Wsign-compare warnings from
+// g++ 12; harmless.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wreturn-type"
+#pragma GCC diagnostic ignored "-Wsign-compare"
 #include "xla/ffi/api/ffi.h"
 #pragma GCC diagnostic pop
 
@@ -70,20 +73,35 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(cenet_onednn, Run,
                                   .RemainingRets()
                                   .Attr<ffi::Span<const int64_t>>("key"));
 
-// Builds (and caches) the plan of `key` and describes it: out = {scratch bytes, number of slots,
-// then per slot: 1 if it is an output, its bytes}. Returns the number of integers written, or
-// -1 when oneDNN cannot do it (cenet_onednn_last_error says why).
+// What the loader checks before anything else, so this function's signature never changes:
+// out = {ABI version, key schema hash} (cenet_jax/ops/onednn_schema.py). Returns the number of
+// integers written.
+CENET_EXPORT int64_t cenet_onednn_abi(int64_t* out, int64_t max) {
+  const int64_t values[] = {cenet::schema::kAbiVersion, cenet::schema::kKeySchema};
+  const int64_t n = std::min<int64_t>(max, 2);
+  for (int64_t i = 0; i < n; ++i) out[i] = values[i];
+  return n;
+}
+
+// SHA-256 of the csrc/ sources this library was built from (onednn_schema.source_digest).
+CENET_EXPORT const char* cenet_onednn_sources() { return cenet::schema::kSources; }
+
+// Builds (and caches) the plan of `key` and describes it: out = {scratch bytes, OpenMP threads
+// it was built for, number of slots, then per slot: 1 if it is an output, its bytes}. Returns
+// the number of integers written, or -1 when oneDNN cannot do it (cenet_onednn_last_error says
+// why).
 CENET_EXPORT int64_t cenet_onednn_describe(const int64_t* key, int64_t len, int64_t* out,
                                            int64_t max) {
   try {
     const cenet::Plan& plan = cenet::GetPlan(cenet::Key(key, key + len));
-    const int64_t need = 2 + 2 * static_cast<int64_t>(plan.slots.size());
+    const int64_t need = 3 + 2 * static_cast<int64_t>(plan.slots.size());
     if (need > max) throw std::runtime_error("description buffer too small");
     out[0] = static_cast<int64_t>(plan.scratch_bytes);
-    out[1] = static_cast<int64_t>(plan.slots.size());
+    out[1] = plan.threads;
+    out[2] = static_cast<int64_t>(plan.slots.size());
     for (size_t i = 0; i < plan.slots.size(); ++i) {
-      out[2 + 2 * i] = plan.slots[i].output ? 1 : 0;
-      out[3 + 2 * i] = static_cast<int64_t>(plan.slots[i].user_md.get_size());
+      out[3 + 2 * i] = plan.slots[i].output ? 1 : 0;
+      out[4 + 2 * i] = static_cast<int64_t>(plan.slots[i].user_md.get_size());
     }
     return need;
   } catch (const std::exception& e) {
@@ -105,9 +123,6 @@ CENET_EXPORT const char* cenet_onednn_impl_info(const int64_t* key, int64_t len)
 }
 
 CENET_EXPORT const char* cenet_onednn_last_error() { return g_last_error.c_str(); }
-
-// OpenMP threads each oneDNN execution uses (0: OpenMP's default).
-CENET_EXPORT void cenet_onednn_set_num_threads(int n) { cenet::SetNumThreads(n); }
 
 // Start (1, counters reset) or stop (0) timing the calls.
 CENET_EXPORT void cenet_onednn_profile(int enable) { cenet::SetProfiling(enable != 0); }

@@ -1,6 +1,7 @@
-// Plan cache and execution (see plan.h). Executions are serialised by one mutex and run on
-// SetNumThreads OpenMP threads, so that two operations XLA schedules at once do not each start a
-// full OpenMP team on the same cores.
+// Plan cache and execution (see plan.h). A plan is built and run with the OpenMP team size its
+// key names (oneDNN splits a primitive's work across the threads it sees when the primitive is
+// created). Executions are serialised by one mutex, so that two operations XLA schedules at once
+// do not each start a full OpenMP team on the same cores.
 #include "plan.h"
 
 #include <omp.h>
@@ -21,11 +22,23 @@ size_t Aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 std::mutex g_cache_mu;  // guards g_cache
 std::mutex g_exec_mu;   // one oneDNN execution at a time
 std::map<Key, std::unique_ptr<Plan>> g_cache;
-int g_num_threads = 0;  // 0: OpenMP's default
 // Timing (guarded by g_exec_mu): seconds per label and phase (reorder in, compute, reorder out).
 bool g_profile = false;
 double g_seconds[kLabels][3];
 int64_t g_calls[kLabels];
+
+// Sets the calling thread's OpenMP team size for its lifetime, then restores it: oneDNN reads it
+// when it creates a primitive and when it runs one.
+class OmpThreads {
+ public:
+  explicit OmpThreads(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~OmpThreads() { omp_set_num_threads(saved_); }
+  OmpThreads(const OmpThreads&) = delete;
+  OmpThreads& operator=(const OmpThreads&) = delete;
+
+ private:
+  int saved_;
+};
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
@@ -54,7 +67,8 @@ dnnl::engine& Engine() {
 }
 
 dnnl::memory::data_type ToDnnl(int64_t dtype) {
-  return dtype == kBF16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+  return dtype == schema::dtype::bfloat16 ? dnnl::memory::data_type::bf16
+                                          : dnnl::memory::data_type::f32;
 }
 
 dnnl::memory::desc Any(const dnnl::memory::desc& md) {
@@ -91,14 +105,20 @@ Plan& GetPlan(const Key& key) {
   std::lock_guard<std::mutex> lock(g_cache_mu);
   auto it = g_cache.find(key);
   if (it != g_cache.end()) return *it->second;
-  if (key.empty()) throw std::runtime_error("empty key");
+  if (key.size() <= schema::kOperation) throw std::runtime_error("key without an operation");
+  const int64_t threads = key[schema::kThreads];
+  if (threads < 1 || threads > 4096)
+    throw std::runtime_error("thread count " + std::to_string(threads) + " out of range");
+  OmpThreads team(static_cast<int>(threads));  // the primitives and reorders below see it
   std::unique_ptr<Plan> plan;
-  switch (key[0]) {
-    case kConv: plan = MakeConvPlan(key); break;
-    case kBatchNorm: plan = MakeBatchNormPlan(key); break;
-    case kMaxPool: plan = MakeMaxPoolPlan(key); break;
-    default: throw std::runtime_error("unknown operation " + std::to_string(key[0]));
+  switch (key[schema::kOperation]) {
+    case schema::operation::conv: plan = MakeConvPlan(key); break;
+    case schema::operation::batch_norm: plan = MakeBatchNormPlan(key); break;
+    case schema::operation::max_pool: plan = MakeMaxPoolPlan(key); break;
+    default:
+      throw std::runtime_error("unknown operation " + std::to_string(key[schema::kOperation]));
   }
+  plan->threads = static_cast<int>(threads);
   return *g_cache.emplace(key, std::move(plan)).first->second;
 }
 
@@ -118,7 +138,7 @@ void Execute(Plan& plan, const std::vector<void*>& buffers, char* scratch) {
     args.emplace(DNNL_ARG_SCRATCHPAD,
                  dnnl::memory(plan.scratch_md, eng, scratch + plan.scratch_offset));
   std::lock_guard<std::mutex> lock(g_exec_mu);
-  if (g_num_threads > 0) omp_set_num_threads(g_num_threads);  // this thread's OpenMP team size
+  OmpThreads team(plan.threads);  // as when the primitive was created
   dnnl::stream stream(eng);
   const double t0 = g_profile ? Now() : 0.0;
   for (size_t i = 0; i < n; ++i)
@@ -146,8 +166,6 @@ void Execute(Plan& plan, const std::vector<void*>& buffers, char* scratch) {
     g_calls[plan.label] += 1;
   }
 }
-
-void SetNumThreads(int n) { g_num_threads = n; }
 
 void SetProfiling(bool enable) {
   std::lock_guard<std::mutex> lock(g_exec_mu);

@@ -18,21 +18,21 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from cenet_jax.ops import onednn_loader
-from cenet_jax.ops.onednn_loader import BATCH_NORM, CONV, DTYPE_CODES, MAX_POOL
+from cenet_jax.ops import onednn_loader, onednn_schema
+from cenet_jax.ops.onednn_loader import DTYPE_CODES
 
 Pair = tuple[int, int]
 Padding = Sequence[tuple[int, int]]
 
-FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS = 0, 1, 2
-BACKWARD = 1
+FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS = range(len(onednn_schema.ENUMS['conv_op']))
+BACKWARD = onednn_schema.code('pass', 'backward')  # batch norm and pooling; FORWARD is theirs too
 # Activation layout inside convolution calls: 'nhwc' (as JAX holds them, no reorder) or 'any'
 # (oneDNN's choice, reordered from and to NHWC in the call). Default, as measured
 # (docs/performance.md): nhwc for float32 (oneDNN's brgconv kernels beat its blocked ones plus
 # the reorders) and any for bfloat16 (on AMX oneDNN picks NHWC itself; forcing it selects
 # slower kernels). The variable is for measurements.
 LAYOUT_ENV = 'CENET_JAX_ONEDNN_LAYOUT'
-LAYOUTS = {'any': 0, 'nhwc': 1}
+LAYOUTS = {name: onednn_schema.code('layout', name) for name in onednn_schema.ENUMS['layout']}
 
 
 def supports(*dtypes) -> bool:
@@ -73,9 +73,14 @@ def conv_key(op: int, spec: ConvSpec, act_dtype, weight_dtype, bias: bool, src_s
     n, ih, iw, ic = src_shape
     kh, kw = kernel_shape[:2]
     oc = kernel_shape[2] if spec.transposed else kernel_shape[3]
-    return (CONV, op, int(spec.transposed), _code(act_dtype), _code(weight_dtype),
-            LAYOUTS[activation_layout(act_dtype)], int(bias), n, ic, ih, iw, oc, *spec.out_hw,
-            kh, kw, *spec.strides, *spec.padding4, *spec.dilation)
+    (oh, ow), (sh, sw), (dh, dw) = spec.out_hw, spec.strides, spec.dilation
+    pad_top, pad_bottom, pad_left, pad_right = spec.padding4
+    return onednn_schema.pack(
+        'conv', op=op, transposed=spec.transposed, act_dtype=_code(act_dtype),
+        weight_dtype=_code(weight_dtype), layout=LAYOUTS[activation_layout(act_dtype)],
+        bias=bias, n=n, ic=ic, ih=ih, iw=iw, oc=oc, oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw,
+        pad_top=pad_top, pad_bottom=pad_bottom, pad_left=pad_left, pad_right=pad_right, dh=dh,
+        dw=dw)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -149,7 +154,8 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pair
 def _batch_norm_key(op: int, x_shape, dtype, relu: bool, epsilon: float) -> onednn_loader.Key:
     n, h, w, c = x_shape
     bits = struct.unpack('<I', struct.pack('<f', epsilon))[0]
-    return (BATCH_NORM, op, _code(dtype), int(relu), n, c, h, w, bits)
+    return onednn_schema.pack('batch_norm', op=op, act_dtype=_code(dtype), relu=relu, n=n, c=c,
+                              h=h, w=w, epsilon_bits=bits)
 
 
 def _bn_forward(x, scale, bias, epsilon, relu):
@@ -202,8 +208,11 @@ def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: f
 def _pool_key(op: int, x_shape, y_hw: Pair, dtype, window: Pair, strides: Pair,
               padding: Padding) -> onednn_loader.Key:
     n, h, w, c = x_shape
-    return (MAX_POOL, op, _code(dtype), n, c, h, w, *y_hw, *window, *strides, *padding[0],
-            *padding[1])
+    (oh, ow), (kh, kw), (sh, sw) = y_hw, window, strides
+    (pad_top, pad_bottom), (pad_left, pad_right) = padding
+    return onednn_schema.pack('max_pool', op=op, act_dtype=_code(dtype), n=n, c=c, ih=h, iw=w,
+                              oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw, pad_top=pad_top,
+                              pad_bottom=pad_bottom, pad_left=pad_left, pad_right=pad_right)
 
 
 def _pool_out_hw(x_shape, window, strides, padding) -> Pair:
