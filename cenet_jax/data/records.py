@@ -22,7 +22,8 @@ from cenet_jax.data.errors import DataError
 from cenet_jax.data.fov import FOV_MODES, derive_fov
 from cenet_jax.data.labels import LabelSpec, boundaries_to_class_map, to_class_map, valid_boundary_columns
 from cenet_jax.data.layouts import Entry
-from cenet_jax.data.soft_labels import DISC_CUP_CLASSES, disc_cup_class_map, read_cdr_values
+from cenet_jax.data.soft_labels import (check_agreement, check_disc_cup_classes, disc_cup_class_map,
+                                        read_cdr_values)
 
 Record = dict[str, Any]
 FOV_THRESHOLD = 128  # FOV mask pixels >= this (in 8-bit luminance) are inside the field of view
@@ -45,6 +46,7 @@ class DecodeSpec:
             raise DataError(f'data.fov must be one of {FOV_MODES}, got {self.fov!r}')
         if self.disc_locator not in DISC_LOCATORS:
             raise DataError(f'data.disc_locator must be one of {DISC_LOCATORS}, got {self.disc_locator!r}')
+        check_agreement(self.expert_agreement)
 
 
 def make_record(image: np.ndarray, label: np.ndarray, fov: np.ndarray | None, record_id: str,
@@ -118,9 +120,7 @@ def decode_entry(entry: Entry, spec: DecodeSpec) -> Record:
 
 def _disc_cup_label(entry: Entry, spec: DecodeSpec, image_hw: tuple[int, int]) -> np.ndarray:
     """Background / rim / cup map of an entry with disc (`label`) and cup (`cup`) soft maps."""
-    if spec.label.num_classes != DISC_CUP_CLASSES:
-        raise DataError(f'{entry.label}: disc-and-cup labels have {DISC_CUP_CLASSES} classes (background, rim, '
-                        f'cup), but data.num_classes is {spec.label.num_classes}; set --config.data.num_classes=3')
+    check_disc_cup_classes(spec.label.num_classes, entry.label)
     disc, cup = read_label(entry.label), read_label(entry.cup)
     _check_same_size('disc soft map', entry.label, disc.shape, entry.image, image_hw)
     _check_same_size('cup soft map', entry.cup, cup.shape, entry.image, image_hw)

@@ -37,6 +37,13 @@ def check_agreement(level: int, experts: int = NUM_EXPERTS) -> int:
     return int(level)
 
 
+def check_disc_cup_classes(num_classes: int, where: str) -> None:
+    """A DataError unless `num_classes` is the 3 of disc-and-cup labels (background, rim, cup)."""
+    if num_classes != DISC_CUP_CLASSES:
+        raise DataError(f'{where}: disc-and-cup labels have {DISC_CUP_CLASSES} classes (background, rim, cup), '
+                        f'but data.num_classes is {num_classes}; set --config.data.num_classes=3')
+
+
 def disc_cup_class_map(disc_soft: np.ndarray, cup_soft: np.ndarray, level: int, *, disc_where: str,
                        cup_where: str) -> np.ndarray:
     """(H, W) int32 map 0 background / 1 rim / 2 cup: pixels marked by >= `level` experts."""
@@ -63,5 +70,6 @@ def read_cdr_values(path: str | Path) -> np.ndarray:
         raise DataError(f'{path}: expected the experts\' cup-to-disc ratios as numbers separated by spaces, '
                         f'got {text.strip()[:80]!r}') from error
     if values.size == 0 or not np.all((values > 0) & (values <= 1)):
-        raise DataError(f'{path}: expected one cup-to-disc ratio in (0, 1] per expert, got {values.tolist()}')
+        shown = [round(float(v), 4) for v in values]   # as written, without float32's trailing digits
+        raise DataError(f'{path}: expected one cup-to-disc ratio in (0, 1] per expert, got {shown}')
     return values

@@ -16,6 +16,7 @@ from cenet_jax.data.decode import array_shape, image_hw
 from cenet_jax.data.errors import DataError
 from cenet_jax.data.layouts import Entry
 from cenet_jax.data.records import DecodeSpec, decode_entry
+from cenet_jax.data.soft_labels import check_disc_cup_classes
 
 LEVELS = ('header', 'full')
 POLICIES = ('error', 'skip')
@@ -89,6 +90,8 @@ def validate_entries(entries: list[Entry], spec: DecodeSpec, *, level: str = 'fu
         raise DataError(f'{where}: the split is empty; check the data root and split lists, and set '
                         f'--config.data.test_fraction / val_fraction / num_folds (datasets without an '
                         f'official test split hold one out only when test_fraction > 0 or num_folds > 0)')
+    if any(entry.cup for entry in entries):   # a setting, not a file: said once, not per record
+        check_disc_cup_classes(spec.label.num_classes, where)
     check = check_full if level == 'full' else check_header
     workers = min(8, os.cpu_count() or 1, len(entries))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
