@@ -166,3 +166,63 @@ def make_stare(root: Path, size: tuple[int, int] = (60, 64)) -> dict[str, np.nda
             path = root / folder / f'{name}.{tag}{extension.removesuffix(".gz")}'
             save_gzipped(path, pixels) if extension.endswith('.gz') else save(path, pixels)
     return hoover
+
+
+# Drishti-GS1: soft-map values are 64 x the number of the 4 experts who marked the pixel.
+DRISHTI_SOFT_VALUES = np.array([0, 64, 128, 191, 255], np.uint8)
+DRISHTI_DISC_RADII = (30, 27, 24, 21)   # radius marked by at least 1, 2, 3, 4 experts
+DRISHTI_CUP_RADII = (16, 13, 10, 7)
+DRISHTI_CDRS = '0.76 0.77 0.79 0.75\n'
+
+
+def expert_soft_map(shape: tuple[int, int], centre: tuple[int, int], radii: tuple[int, ...]) -> np.ndarray:
+    """uint8 soft map of concentric discs: a pixel within radii[k - 1] of `centre` was marked by
+    at least k experts (value DRISHTI_SOFT_VALUES[k])."""
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    distance = np.hypot(yy - centre[0], xx - centre[1])
+    return DRISHTI_SOFT_VALUES[sum((distance <= r).astype(np.int32) for r in radii)]
+
+
+def fundus_with_disc(shape: tuple[int, int], disc: tuple[int, int], radius: int, seed: int = 0,
+                     flare: tuple[int, int, int] | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) fundus-like photograph: a dark border, a round orange field of view, a
+    yellow-white optic disc of `radius` at `disc`; `flare` = (row, col, radius) adds a white
+    camera flare there (clipped to the field of view)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    fov = np.hypot(yy - shape[0] / 2, xx - shape[1] / 2) <= 0.48 * min(shape)
+    image = np.zeros(shape + (3,), np.float32)
+    image[fov] = (170, 70, 30)
+    image[np.hypot(yy - disc[0], xx - disc[1]) <= radius] = (235, 190, 120)
+    if flare is not None:
+        image[fov & (np.hypot(yy - flare[0], xx - flare[1]) <= flare[2])] = (255, 255, 255)
+    image += rng.normal(0, 4, image.shape) * fov[..., None]
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def make_drishti(root: Path, *, subfolder: str = 'ALL', wrapped: bool = False, counts: tuple[int, int] = (3, 2),
+                 size: tuple[int, int] = (96, 112)) -> dict[str, list[str]]:
+    """Drishti-GS1 as distributed: `[root/Drishti-GS1_files/]{Training,Test}/Images/[subfolder/]NAME.png`
+    with `GT/NAME/SoftMap/NAME_{OD,cup}segSoftmap.png` (concentric expert soft maps around the disc,
+    DRISHTI_DISC_RADII / DRISHTI_CUP_RADII), `GT/NAME/NAME_cdrValues.txt` (DRISHTI_CDRS) and the
+    AvgBoundary/ folder and spreadsheet the real set also holds. Returns the names per split folder."""
+    base = root / 'Drishti-GS1_files' if wrapped else root
+    names: dict[str, list[str]] = {}
+    number = 1
+    for split, count in zip(('Training', 'Test'), counts):
+        names[split] = []
+        for index in range(count):
+            name = f'drishtiGS_{number:03d}'
+            number += 1
+            centre = (size[0] // 2 + index - 1, size[1] // 2 + 2 * index - 2)
+            save(base / split / 'Images' / subfolder / f'{name}.png',
+                 fundus_with_disc(size, centre, DRISHTI_DISC_RADII[2], seed=number))
+            truth = base / split / 'GT' / name
+            save(truth / 'SoftMap' / f'{name}_ODsegSoftmap.png', expert_soft_map(size, centre, DRISHTI_DISC_RADII))
+            save(truth / 'SoftMap' / f'{name}_cupsegSoftmap.png', expert_soft_map(size, centre, DRISHTI_CUP_RADII))
+            (truth / f'{name}_cdrValues.txt').write_text(DRISHTI_CDRS)
+            (truth / 'AvgBoundary').mkdir()
+            (truth / 'AvgBoundary' / f'{name}_ODAvgBoundary.txt').write_text('10 10\n')
+            names[split].append(name)
+        (base / split / 'GT' / 'Notching___Image__level_decisions.xlsx').write_bytes(b'PK')
+    return names

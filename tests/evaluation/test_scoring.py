@@ -10,6 +10,7 @@ from PIL import Image
 
 from cenet_jax import evaluation, figures
 from cenet_jax.evaluation.gather import result_from_bytes, result_to_bytes
+from cenet_jax.evaluation.scoring import on_full_image
 from cenet_jax.evaluation.tasks import OCT_MAE_KEYS
 
 
@@ -233,3 +234,96 @@ def test_curve_png(tmp_path):
     with pytest.raises(ValueError, match='one value per step'):
         figures.save_curve_png(tmp_path / 'bad.png', steps, {'train': [1.0, 2.0]})
     assert figures.nice_ticks(0.0, 1.0) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def _disc_cup_record(crop_box=None, cdr_experts=(0.5, 0.4, 0.45, 0.55)):
+    """A 40 x 50 disc-and-cup record: disc rows 10..29 x cols 28..47 (20 rows), cup rows 15..24
+    (10 rows); cut to `crop_box` (top, left, bottom, right) as the disc crop does, if given."""
+    label = np.zeros((40, 50), np.int32)
+    label[10:30, 28:48] = 1
+    label[15:25, 33:43] = 2
+    record = {'image': np.full((40, 50, 3), 90, np.uint8), 'label': label, 'id': 'drishtiGS_001',
+              'fov': np.ones((40, 50), bool)}
+    if cdr_experts is not None:
+        record['cdr_experts'] = np.array(cdr_experts, np.float32)
+    if crop_box is None:
+        return record
+    top, left, bottom, right = crop_box
+    return {**record, 'image': record['image'][top:bottom, left:right], 'label': label[top:bottom, left:right],
+            'fov': record['fov'][top:bottom, left:right], 'full_label': label.astype(np.uint8),
+            'crop_box': np.array(crop_box, np.int32)}
+
+
+def _one_hot_3(record):
+    return np.eye(3, dtype=np.float32)[record['label']]
+
+
+def test_on_full_image_pastes_the_crop_and_leaves_other_records_alone():
+    whole = _disc_cup_record()
+    pred, label = on_full_image(whole['label'], whole)
+    assert pred is whole['label'] and label is whole['label']
+    cropped = _disc_cup_record(crop_box=(5, 10, 35, 40))
+    pred, label = on_full_image(cropped['label'], cropped)
+    assert pred.shape == label.shape == (40, 50)
+    np.testing.assert_array_equal(label, whole['label'])
+    np.testing.assert_array_equal(pred[5:35, 10:40], cropped['label'])
+    assert not pred[:, 40:].any() and not pred[:5].any()      # nothing predicted outside the crop
+
+
+def test_disc_cup_scores_on_the_whole_image_count_a_disc_outside_the_crop_as_missed():
+    """The crop (cols 10..39) cuts the disc (cols 28..47) and the cup (33..42): a perfect
+    prediction on the crop still misses the disc's 8 and the cup's 3 columns outside it."""
+    record = _disc_cup_record(crop_box=(5, 10, 35, 40))
+    row = evaluation.evaluate_records([record], _one_hot_3, task='disc_cup').rows[0]
+    disc_found, disc_all = 20 * 12, 20 * 20
+    cup_found, cup_all = 10 * 7, 10 * 10
+    assert row['E_disc'] == pytest.approx(1 - disc_found / disc_all)
+    assert row['dice_disc'] == pytest.approx(2 * disc_found / (disc_found + disc_all))
+    assert row['E_cup'] == pytest.approx(1 - cup_found / cup_all)
+    assert row['dice_cup'] == pytest.approx(2 * cup_found / (cup_found + cup_all))
+    assert row['cdr'] == pytest.approx(0.5) and row['cdr_from_label'] == pytest.approx(0.5)  # vertical only
+    assert row['cdr_experts'] == pytest.approx(0.475, abs=1e-6) and row['cdr_error'] == pytest.approx(0.025, abs=1e-6)
+    experts = [0.5, 0.4, 0.45, 0.55]
+    by_hand = np.mean([abs(v - np.mean(np.delete(experts, i))) for i, v in enumerate(experts)])
+    assert row['cdr_expert_spread'] == pytest.approx(by_hand, abs=1e-6)
+
+
+def test_disc_cup_row_of_a_whole_image_without_expert_cdrs():
+    record = _disc_cup_record(cdr_experts=None)
+    probs = _one_hot_3(record)
+    probs[15:25, 33:43] = np.eye(3, dtype=np.float32)[1]         # the cup predicted as rim
+    result = evaluation.evaluate_records([record], lambda r: probs, task='disc_cup')
+    row = result.rows[0]
+    assert row['E_disc'] == 0.0 and row['dice_disc'] == 1.0 and row['dice_cup'] == 0.0 and row['E_cup'] == 1.0
+    assert row['cdr'] == 0.0 and row['cdr_from_label'] == pytest.approx(0.5)
+    assert all(math.isnan(row[k]) for k in ('cdr_experts', 'cdr_error', 'cdr_expert_spread'))
+
+
+@pytest.mark.parametrize('channels', [1, 2, 4])
+def test_disc_cup_needs_a_three_class_model(channels):
+    record = _disc_cup_record()
+    with pytest.raises(ValueError, match=rf"'disc_cup' task needs a softmax model .*got K = {channels}"):
+        evaluation.evaluate_records([record], lambda r: np.zeros((40, 50, channels), np.float32),
+                                    task='disc_cup')
+
+
+def test_disc_cup_figures_outline_disc_and_cup_on_the_crop(tmp_path):
+    record = _disc_cup_record(crop_box=(5, 10, 35, 40))
+    evaluation.evaluate_records([record], _one_hot_3, task='disc_cup', figure_dir=tmp_path)
+    zoom = figures.panel_zoom((30, 30))
+    with Image.open(tmp_path / 'drishtiGS_001.png') as png:
+        assert png.format == 'PNG'
+        assert png.size == (30 * zoom, 30 * zoom + figures.caption_height(30 * zoom))   # one panel: the crop
+        colours = {tuple(c) for c in np.asarray(png.convert('RGB')).reshape(-1, 3)}
+    assert {figures.PRED_DISC_COLOUR, figures.PRED_CUP_COLOUR} <= colours
+    label, pred = record['label'], np.zeros_like(record['label'])
+    path = tmp_path / 'with_uncertainty.png'
+    figures.save_disc_cup_figure(path, record['image'], label, pred, caption='x',
+                                 uncertainty=np.full((30, 30), 0.2, np.float32))
+    with Image.open(path) as png:
+        assert png.size == (2 * 30 * zoom + figures.PANEL_GAP, 30 * zoom + figures.caption_height(30 * zoom))
+        colours = {tuple(c) for c in np.asarray(png.convert('RGB')).reshape(-1, 3)}
+    assert {figures.TRUE_DISC_COLOUR, figures.TRUE_CUP_COLOUR} <= colours
+    assert figures.PRED_DISC_COLOUR not in colours                 # nothing predicted: no red outline
+    with pytest.raises(ValueError, match=r'pred has shape \(40, 50\), expected the image size \(30, 30\)'):
+        figures.save_disc_cup_figure(path, record['image'], label, np.zeros((40, 50), np.int32))
