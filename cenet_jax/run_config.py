@@ -12,6 +12,10 @@ differs from the run's is an error naming the fields. Scoring the run on another
 that describe a dataset (`data.config.DATASET_FIELDS`: split names, label threshold, inversion,
 FOV, ...) come from the new dataset's preset, not from the run, unless the command line sets
 them, and `data.cross_dataset` is set (a set without an official split is then tested whole).
+The label classes are the run's: `data.num_classes` is what the model's output channels mean, so
+a command line that changes it is an error (`check_run_classes`); masks stored with other raw
+values are mapped to the run's classes with `data.class_values` (e.g. a disc-and-cup model on
+REFUGE-style masks: `--config.data.class_values='(255, 128, 0)'`, background, rim, cup).
 """
 from __future__ import annotations
 
@@ -202,6 +206,23 @@ def switch_dataset(config: ml_collections.ConfigDict, run_dataset: str,
     return notes
 
 
+def check_run_classes(stored: Mapping[str, Any], overrides: Mapping[str, Any], workdir: str | Path) -> None:
+    """ConfigError if the command line sets `data.num_classes` other than the run's: the model's
+    output channels mean the run's classes (a 3-class disc-and-cup model scored as binary would
+    call every disc pixel rim and score no cup, without a word)."""
+    run_classes = flatten(stored).get('data.num_classes')
+    if 'data.num_classes' not in overrides or run_classes is None:
+        return
+    given = overrides['data.num_classes']
+    if int(given) != int(run_classes):
+        raise ConfigError(
+            f'--config.data.num_classes={given}: the run in {workdir} was trained with data.num_classes='
+            f'{run_classes}, the classes its model\'s output stands for, so it is scored with those. Omit '
+            f'--config.data.num_classes and map the masks\' raw values to the run\'s classes in order with '
+            f'--config.data.class_values (one raw value per class; e.g. \'(255, 128, 0)\' for masks that store '
+            f'background 255, rim 128 and cup 0)')
+
+
 def inference_config(workdir: str | Path, given: ml_collections.ConfigDict | None,
                      overrides: Mapping[str, Any]) -> tuple[ml_collections.ConfigDict, list[str]]:
     """(config for evaluation / prediction, notes saying what came from where).
@@ -219,6 +240,7 @@ def inference_config(workdir: str | Path, given: ml_collections.ConfigDict | Non
             raise ConfigError(f'{path} not found: this workdir has no stored config (was it '
                               'made by train.py?); pass --config FILE with the training config')
         return given, [f'{path} not found: using the given --config as it is']
+    check_run_classes(stored, overrides, workdir)
     run_dataset = str(flatten(stored).get('data.name', ''))
     if given is None:
         config = update_fields(_tuples(stored), overrides)

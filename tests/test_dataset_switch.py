@@ -5,7 +5,7 @@ import pytest
 
 from cenet_jax import run_config
 from cenet_jax.errors import ConfigError
-from configs import demo, drive_cpu
+from configs import demo, drishti_cpu, drive_cpu
 
 
 @pytest.fixture(scope='module')
@@ -68,3 +68,39 @@ def test_given_config_switches_only_when_the_command_line_names_the_dataset(tmp_
     given.data.name = 'synthetic_vessels'
     config, notes = run_config.inference_config(tmp_path, given, {})
     assert config.data.cross_dataset is False and not any('dataset switch' in n for n in notes)
+
+
+@pytest.fixture(scope='module')
+def drishti_run(tmp_path_factory):
+    """A workdir holding the config.json `train.py --config configs/drishti_cpu.py` writes."""
+    workdir = tmp_path_factory.mktemp('drishti_run')
+    config = drishti_cpu.get_config()
+    config.data.root = '/data/Drishti-GS1_files'
+    run_config.write_run_config(config, workdir)
+    return workdir
+
+
+def test_a_disc_cup_run_on_a_folder_of_cropped_images_skips_the_crop_and_keeps_three_classes(drishti_run):
+    """Item 4 of issue 26: a folder of optic-nerve-head crops takes the folder's defaults (no
+    disc crop), the run's three classes and task; 0/1/2 masks are read as class ids."""
+    config, notes = run_config.inference_config(drishti_run, None, {'data.name': 'folder', 'data.root': '/onh'})
+    data = config.data
+    assert data.disc_crop_size == 0 and data.num_classes == 3 and tuple(data.class_values) == ()
+    assert config.model.num_classes == 3 and config.eval.task == 'disc_cup' and data.cross_dataset is True
+    text = '\n'.join(notes)
+    assert 'data.disc_crop_size=0 (the run had 800)' in text
+    assert 'from the run (model and input geometry): model.*, data.image_size=(256, 256), data.num_classes=3' in text
+    refuge = {'data.name': 'folder', 'data.root': '/onh', 'data.class_values': (255, 128, 0)}
+    config, notes = run_config.inference_config(drishti_run, None, refuge)
+    assert tuple(config.data.class_values) == (255, 128, 0) and config.data.num_classes == 3
+    assert 'from the command line: data.class_values=(255, 128, 0)' in '\n'.join(notes)
+
+
+@pytest.mark.parametrize('classes', [2, 4])
+def test_the_command_line_cannot_change_the_runs_classes(drishti_run, classes):
+    with pytest.raises(ConfigError, match=rf'--config.data.num_classes={classes}: the run in .* was trained with '
+                                          r'data.num_classes=3.*--config.data.class_values'):
+        run_config.inference_config(drishti_run, None, {'data.name': 'folder', 'data.root': '/onh',
+                                                        'data.num_classes': classes})
+    config, _ = run_config.inference_config(drishti_run, None, {'data.num_classes': 3})   # the run's own: fine
+    assert config.data.num_classes == 3
