@@ -13,8 +13,10 @@ wall time and hardware.
                                                                             recipe at 3 seeds)
   python experiments/results.py repro    --data ../shared/datasets/DRIVE
   python experiments/results.py precision --data ../shared/datasets/DRIVE   (float32 vs bfloat16)
-  python experiments/results.py drive_on_chase_db1 --data /data/CHASE_DB1   (scores the drive run;
-  python experiments/results.py drive_on_stare     --data /data/STARE        see cross_dataset.py)
+  python experiments/results.py drive_on_chase_db1 --data /data/CHASE_DB1   (score the ablation's
+  python experiments/results.py drive_on_stare     --data /data/STARE        CE-Net seeds; see
+  python experiments/results.py drishti_on_folder  --data /data/ONH_CROPS    cross_dataset.py; the
+                                                                            drishti table's seeds)
 
 Every run goes through the real `train.py` and `eval.py` (one process each). Training never sees
 the test split (the CPU configs train on all training images with validation off), and the
@@ -590,20 +592,31 @@ def rewrite_report(name: str, out: Path, folds: int = 0) -> None:
     print(text)
 
 
-def default_cross_run(cross: cross_dataset.CrossTable, runs_dir: Path) -> Path:
-    """The workdir of the source table's first run (where `results.py <source_table>` trains it)."""
+def default_cross_runs(cross: cross_dataset.CrossTable, runs_dir: Path) -> list[Path]:
+    """The workdirs of the source table's `source_label` runs, one per seed (where
+    `results.py <source_table>` trains them)."""
     source = TABLES[cross.source_table]
-    return runs_dir / workdir_name(source, source.runs[0], source.steps)
+    return [runs_dir / workdir_name(source, run, source.steps) for run in source.runs
+            if run.label == cross.source_label]
+
+
+def class_values_arg(text: str) -> tuple[int, ...]:
+    """--class-values: comma-separated integers (argparse reports anything else)."""
+    return tuple(int(value) for value in text.split(',') if value.strip())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('table', choices=sorted(TABLES) + sorted(cross_dataset.CROSS_TABLES))
-    parser.add_argument('--data', required=True, help='dataset folder (DRIVE or ISBI2012_EM; the '
-                        'CHASE_DB1 or STARE folder of a cross-dataset table)')
-    parser.add_argument('--run', default=None, help='cross-dataset tables: the finished workdir to score '
-                        '(default: the drive table\'s run under --runs)')
+    parser.add_argument('--data', required=True, help='dataset folder (DRIVE, ISBI2012_EM or Drishti-GS1; the '
+                        'CHASE_DB1, STARE or optic-disc-crop folder of a cross-dataset table)')
+    parser.add_argument('--run', action='append', default=None, help='cross-dataset tables: a finished '
+                        'workdir to score, once per run (default: the source table\'s CE-Net runs at seeds 0, 1, 2 '
+                        'under --runs)')
+    parser.add_argument('--class-values', type=class_values_arg, default=(),
+                        help='drishti_on_folder: the masks\' raw values of background, rim and cup, '
+                        'comma-separated (e.g. 255,128,0; default: class ids 0,1,2)')
     parser.add_argument('--annotator', type=int, default=1, help='cross-dataset tables: whose labels '
                         '(CHASE_DB1: 1 = 1stHO, 2 = 2ndHO; STARE: 1 = Hoover, 2 = Kouznetsova)')
     parser.add_argument('--out', default='docs/results', help='where the .json, .md and PNGs go')
@@ -633,10 +646,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f'error: --data {args.data!r} is not a folder; pass the dataset root '
                          '(e.g. ../shared/datasets/DRIVE)')
     if cross:
-        run = Path(args.run).resolve() if args.run else default_cross_run(cross, Path(args.runs).resolve())
-        cross_dataset.run_cross(args.table, str(Path(args.data).resolve()), Path(args.out), run, args.fresh,
+        runs = ([Path(run).resolve() for run in args.run] if args.run
+                else default_cross_runs(cross, Path(args.runs).resolve()))
+        cross_dataset.run_cross(args.table, str(Path(args.data).resolve()), Path(args.out), runs, args.fresh,
                                 ['experiments/results.py', *(sys.argv[1:] if argv is None else argv)],
-                                args.annotator)
+                                args.annotator, args.class_values)
         return
     seeds = [int(s) for s in args.spread_seeds.split(',') if s.strip()]
     run_table(args.table, args.data, Path(args.out), Path(args.runs).resolve(), args.fresh, args.steps,

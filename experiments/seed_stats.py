@@ -45,6 +45,11 @@ def _spread(values: Sequence[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
 
+def mean_std(values: Sequence[float]) -> dict[str, Any]:
+    """{'mean', 'std' (sample; None for one value), 'values'} of scores over seeds (non-empty)."""
+    return {'mean': statistics.fmean(values), 'std': _spread(values), 'values': list(values)}
+
+
 def _mean_std(m: dict[str, Any]) -> str:
     return f'{m["mean"]:.4f}' + (' (1 seed)' if m['std'] is None else f' ± {m["std"]:.4f}')
 
@@ -59,8 +64,7 @@ def seed_summary(rows: Sequence[Row], key: Key, metrics: Sequence[str]) -> list[
         for metric in metrics:
             values = [v for v in (_score(r, key, metric) for r in group) if v is not None]
             if values:
-                entry['metrics'][metric] = {'mean': statistics.fmean(values), 'std': _spread(values),
-                                            'values': values}
+                entry['metrics'][metric] = mean_std(values)
         minutes = [r['train_seconds'] / 60 for r in group if r.get('train_seconds') is not None]
         entry['train_minutes'] = statistics.fmean(minutes) if minutes else None
         summary.append(entry)

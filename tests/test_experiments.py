@@ -347,43 +347,122 @@ def test_cross_dataset_eval_command_switches_the_dataset(tmp_path):
     assert '--config.data.name=stare' in command and '--config.data.root=/data/STARE' in command
     assert '--config.data.annotator=2' in command and '--config.eval.figures=False' in command
     assert f'--output_dir={tmp_path / "eval" / "stare_annotator2_none"}' in command
-    drive = results.TABLES['drive']
-    assert results.default_cross_run(table, tmp_path) == tmp_path / results.workdir_name(
-        drive, drive.runs[0], drive.steps)
+    disc = cross_dataset.eval_command(tmp_path, cross_dataset.CROSS_TABLES['drishti_on_folder'], '/onh', 'd8',
+                                      class_values=(255, 128, 0))
+    assert '--config.data.name=folder' in disc and '--config.data.class_values=(255, 128, 0)' in disc
+    assert '--config.eval.figures=False' not in disc
 
 
-def test_cross_dataset_table_scores_a_finished_run_once_and_says_what_was_scored(tmp_path, monkeypatch):
-    run, out, data = tmp_path / 'run', tmp_path / 'docs', tmp_path / 'CHASE'
-    data.mkdir()
-    (run / 'checkpoints' / 'latest' / '1000').mkdir(parents=True)
-    (run / 'config.json').write_text(run_config_json(1000))
-    fake_metrics(run / 'eval' / 'test_d8' / 'metrics.json', 0.97)        # the run's own DRIVE score
-    provenance = [f'dataset: chase_db1 at {data} (cross-dataset: ...)',
-                  f'test: 28 images, the whole set ({data}): scored cross-dataset',
-                  'FOV: derived from each image (data.fov=auto ...)']
+@pytest.mark.parametrize('name, source', [('drive_on_chase_db1', 'ablation'), ('drive_on_stare', 'ablation'),
+                                          ('drishti_on_folder', 'drishti')])
+def test_cross_dataset_tables_score_the_source_tables_cenet_at_three_seeds(tmp_path, name, source):
+    table = results.TABLES[source]
+    expected = [tmp_path / results.workdir_name(table, run, table.steps) for run in table.runs
+                if run.variant == 'cenet' and run.label == 'CE-Net']
+    assert results.default_cross_runs(cross_dataset.CROSS_TABLES[name], tmp_path) == expected
+    assert [f'-s{seed}-' in path.name for seed, path in enumerate(expected)] == [True] * 3
+
+
+def finished_runs(root: Path, seeds=(0, 1, 2), own=None) -> list[Path]:
+    """Finished workdirs (last checkpoint, config.json) of the given seeds; `own(path, seed)` writes
+    each run's own test scores."""
+    runs = []
+    for seed in seeds:
+        run = root / f'run_s{seed}'
+        (run / 'checkpoints' / 'latest' / '1000').mkdir(parents=True)
+        (run / 'config.json').write_text(run_config_json(1000, seed))
+        if own:
+            own(run / 'eval' / 'test_d8' / 'metrics.json', seed)
+        runs.append(run)
+    return runs
+
+
+def fake_cross_eval(monkeypatch, write) -> list[list[str]]:
+    """Replace eval.py by `write(metrics_path, seed of the run)`; the commands, in order."""
     calls = []
 
     def fake_run_logged(command, log_path):
         calls.append(command)
-        output = Path(next(c for c in command if c.startswith('--output_dir=')).split('=', 1)[1])
-        fake_metrics(output / 'metrics.json', 0.91, provenance)
+        given = dict(c[2:].split('=', 1) for c in command if c.startswith('--') and '=' in c)
+        seed = json.loads((Path(given['workdir']) / 'config.json').read_text())['seed']
+        write(Path(given['output_dir']) / 'metrics.json', seed)
         return 5.0
     monkeypatch.setattr(runner_common, 'run_logged', fake_run_logged)
-    argv = ['drive_on_chase_db1', '--data', str(data), '--run', str(run), '--out', str(out)]
+    return calls
+
+
+def test_cross_dataset_table_scores_each_seed_once_and_reports_the_mean_and_std_over_seeds(tmp_path, monkeypatch):
+    out, data = tmp_path / 'docs', tmp_path / 'CHASE'
+    data.mkdir()
+    runs = finished_runs(tmp_path, own=lambda path, seed: fake_metrics(path, 0.97 + 0.002 * seed))
+    provenance = [f'dataset: chase_db1 at {data} (cross-dataset: ...)',
+                  f'test: 28 images, the whole set ({data}): scored cross-dataset',
+                  'FOV: derived from each image (data.fov=auto ...)']
+    calls = fake_cross_eval(monkeypatch, lambda path, seed: fake_metrics(path, 0.90 + 0.01 * seed, provenance))
+    argv = ['drive_on_chase_db1', '--data', str(data), '--out', str(out)]
+    for run in runs:
+        argv += ['--run', str(run)]
     results.main(argv)
-    assert [c[1] for c in calls] == ['eval.py', 'eval.py']
+    assert [c[1] for c in calls] == ['eval.py'] * 6                    # 3 seeds, with and without TTA
     assert all(f'--config.data.root={data}' in c and '--config.data.name=chase_db1' in c for c in calls)
     text = (out / 'drive_on_chase_db1.md').read_text()
-    assert '### DRIVE model on CHASE_DB1 (cross-dataset)' in text
+    assert '### DRIVE CE-Net on CHASE_DB1 (cross-dataset), 3 seeds' in text
     assert all(f'- {line}' in text for line in provenance)
-    assert '| CHASE_DB1 | 28 | d8 | 0.7000 ± 0.0500 | 0.9500 ± 0.0100 | 0.9100 ± 0.0100 | 0.9110 |' in text
-    assert '| DRIVE test (drive table) | 28 | d8 |' in text and 'no CHASE_DB1 or STARE numbers' in text
+    # AUC 0.90, 0.91, 0.92 over the seeds: mean 0.91, sample std 0.01 (population std would be 0.0082)
+    assert ('| CHASE_DB1 | d8 | 0,1,2 | 28 | 0.7000 ± 0.0000 | 0.9500 ± 0.0000 | 0.9100 ± 0.0100 '
+            '| 0.9110 ± 0.0100 |') in text
+    assert '| CHASE_DB1 | none | 0,1,2 | 28 |' in text
+    assert ('| DRIVE test (ablation table) | d8 | 0,1,2 | 28 | 0.7000 ± 0.0000 | 0.9500 ± 0.0000 '
+            '| 0.9720 ± 0.0020 |') in text
+    assert '| 1 | CHASE_DB1 | d8 | 28 | 0.7000 ± 0.0500 | 0.9500 ± 0.0100 | 0.9100 ± 0.0100 | 0.9110 |' in text
+    assert 'Mean ± sample std (n - 1) over seeds' in text and 'no CHASE_DB1 or STARE numbers' in text
+    assert text.count('trained at: not recorded') == 3 and text.count('  - eval (none): `') == 3
+    report = json.loads((out / 'drive_on_chase_db1.json').read_text())
+    assert report['over_seeds']['d8']['metrics']['auc']['values'] == pytest.approx([0.90, 0.91, 0.92])
+    assert [row['seed'] for row in report['rows']] == [0, 1, 2]
     results.main(argv)                                                  # scored already: not again
-    assert len(calls) == 2
+    assert len(calls) == 6
     results.main(argv + ['--report-only'])
     assert (out / 'drive_on_chase_db1.md').read_text() == text
-    with pytest.raises(SystemExit, match='holds no finished run'):
-        results.main(['drive_on_stare', '--data', str(data), '--run', str(tmp_path / 'none'), '--out', str(out)])
+    with pytest.raises(SystemExit, match=r'error: \S+/none holds no finished run; train the CE-Net runs first '
+                                         r'with `python experiments/results.py ablation'):
+        results.main(['drive_on_stare', '--data', str(data), '--run', str(runs[0]), '--run', str(tmp_path / 'none'),
+                      '--out', str(out)])
+    with pytest.raises(SystemExit, match=r'drive_cpu-cenet-s0-\S+, \S+-s1-\S+, \S+-s2-\S+ hold no finished run'):
+        results.main(['drive_on_stare', '--data', str(data), '--runs', str(tmp_path / 'empty'), '--out', str(out)])
+
+
+def fake_disc_metrics(path, dice_cup, provenance=()):
+    """A metrics.json of eval.py's 'disc_cup' task (no experts' CDRs: those scores are undefined)."""
+    aggregate = {'E_disc': {'mean': 0.1, 'std': 0.02}, 'dice_disc': {'mean': 0.95, 'std': 0.01},
+                 'E_cup': {'mean': 0.3, 'std': 0.05}, 'dice_cup': {'mean': dice_cup, 'std': 0.03},
+                 'cdr_error': {'mean': None, 'std': None}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({'aggregate': aggregate, 'pooled': {}, 'paper': {}, 'num_images': 12,
+                                'settings': {'provenance': list(provenance)}, 'std_ddof': 1}))
+
+
+def test_disc_counterpart_scores_the_drishti_seeds_on_a_folder_of_disc_crops(tmp_path, monkeypatch):
+    out, data = tmp_path / 'docs', tmp_path / 'ONH'
+    data.mkdir()
+    runs = finished_runs(tmp_path, own=lambda path, seed: fake_disc_metrics(path, 0.85))
+    provenance = [f'dataset: folder at {data} (cross-dataset: ...)',
+                  'disc crop: none (data.disc_crop_size=0): the images are taken as already cropped around the '
+                  'optic disc, and scored as they are']
+    calls = fake_cross_eval(monkeypatch, lambda path, seed: fake_disc_metrics(path, 0.80 + 0.02 * seed, provenance))
+    argv = ['drishti_on_folder', '--data', str(data), '--out', str(out), '--class-values', '255,128,0']
+    for run in runs:
+        argv += ['--run', str(run)]
+    results.main(argv)
+    assert len(calls) == 6 and all('--config.data.class_values=(255, 128, 0)' in c for c in calls)
+    text = (out / 'drishti_on_folder.md').read_text()
+    assert '| scored on | TTA | seeds | images | disc E | disc Dice | cup E | cup Dice |' in text
+    assert ('| ONH crops | d8 | 0,1,2 | 12 | 0.1000 ± 0.0000 | 0.9500 ± 0.0000 | 0.3000 ± 0.0000 '
+            '| 0.8200 ± 0.0200 |') in text
+    assert '| Drishti-GS1 test (drishti table) | d8 | 0,1,2 | 12 |' in text
+    assert f'- {provenance[1]}' in text and 'AUC' not in text
+    with pytest.raises(SystemExit):
+        results.main(argv[:-2] + ['--class-values', 'rim'])
 
 
 def test_threshold_counts_match_thresholding_each_pixel():
