@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cenet_jax.data.config import apply_preset
+from cenet_jax.figures import caption_height, panel_zoom
 from cenet_jax.training import loop
 from tests.data.fakes import DRISHTI_CUP_RADII, DRISHTI_DISC_RADII, fundus_with_disc, make_drishti, save
 from tests.training.conftest import tiny_config
@@ -35,7 +37,7 @@ def disc_cup_run(tmp_path_factory):
     return workdir
 
 
-def make_onh_folder(root: Path, count: int = 3, size: tuple[int, int] = (72, 80)) -> None:
+def make_onh_folder(root: Path, count: int = 3, size: tuple[int, int] = (96, 120)) -> None:
     """images/ of optic-nerve-head crops with masks/ storing background 255, rim 128 and cup 0
     (REFUGE's convention)."""
     yy, xx = np.mgrid[:size[0], :size[1]]
@@ -63,5 +65,9 @@ def test_eval_on_a_folder_of_disc_crops_skips_the_crop_and_says_so(disc_cup_run,
     assert NO_CROP in (out / 'table.txt').read_text() and NO_CROP in (out / 'index.html').read_text()
     header = (out / 'per_image.csv').read_text().splitlines()[0].split(',')
     assert {'E_disc', 'dice_disc', 'E_cup', 'dice_cup', 'cdr'} <= set(header)
-    figures = sorted(p.name for p in (out / 'figures').glob('*.png'))
-    assert figures == ['onh0.png', 'onh1.png', 'onh2.png']
+    assert '| n/a | n/a |' in (out / 'table.txt').read_text()   # no experts' CDRs: no CDR error
+    pngs = sorted((out / 'figures').glob('*.png'))
+    assert [p.name for p in pngs] == ['onh0.png', 'onh1.png', 'onh2.png']
+    zoom = panel_zoom((96, 120))
+    with Image.open(pngs[0]) as png:   # the whole 96 x 120 image, not the run's 80 px crop of it
+        assert png.size == (120 * zoom, 96 * zoom + caption_height(120 * zoom))
