@@ -8,14 +8,18 @@ from cenet_jax.errors import ConfigError
 from configs import demo, drishti_cpu, drive_cpu
 
 
-@pytest.fixture(scope='module')
-def drive_run(tmp_path_factory):
-    """A workdir holding the config.json `train.py --config configs/drive_cpu.py` writes."""
-    workdir = tmp_path_factory.mktemp('drive_run')
-    config = drive_cpu.get_config()
-    config.data.root = '/data/DRIVE'
+def stored_run(tmp_path_factory, module, root: str):
+    """A workdir holding the config.json `train.py --config configs/<module>.py` writes."""
+    workdir = tmp_path_factory.mktemp(module.__name__.rsplit('.', 1)[-1])
+    config = module.get_config()
+    config.data.root = root
     run_config.write_run_config(config, workdir)
     return workdir
+
+
+@pytest.fixture(scope='module')
+def drive_run(tmp_path_factory):
+    return stored_run(tmp_path_factory, drive_cpu, '/data/DRIVE')
 
 
 def test_switch_takes_the_new_datasets_presets_and_keeps_the_runs_geometry(drive_run):
@@ -72,12 +76,7 @@ def test_given_config_switches_only_when_the_command_line_names_the_dataset(tmp_
 
 @pytest.fixture(scope='module')
 def drishti_run(tmp_path_factory):
-    """A workdir holding the config.json `train.py --config configs/drishti_cpu.py` writes."""
-    workdir = tmp_path_factory.mktemp('drishti_run')
-    config = drishti_cpu.get_config()
-    config.data.root = '/data/Drishti-GS1_files'
-    run_config.write_run_config(config, workdir)
-    return workdir
+    return stored_run(tmp_path_factory, drishti_cpu, '/data/Drishti-GS1_files')
 
 
 def test_a_disc_cup_run_on_a_folder_of_cropped_images_skips_the_crop_and_keeps_three_classes(drishti_run):
