@@ -90,7 +90,7 @@ def default_data_config() -> ml_collections.ConfigDict:
                                      # CHASE_DB1: _1stHO (1) / _2ndHO (2); STARE: labels-ah (1) / labels-vk (2)
     cfg.mat_key = ''                 # variable name inside .mat label / boundary files ('' = the only one)
     cfg.expert_agreement = 3         # soft-map labels (Drishti-GS1): ground truth = pixels marked by at
-                                     # least this many of the 4 experts (3 = majority, the dataset's own)
+                                     # least this many of the 4 experts (3 = majority of the 4)
 
     # Decoding.
     cfg.high_bit_depth = 'range'     # 16-bit / float images to uint8: 'range' (dtype range) | 'minmax'
