@@ -152,8 +152,11 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
     records = pipeline.build_eval_records(config.data, split)
     provenance = provenance_lines(records.info)
     if config.eval.task in DISC_TASKS:
-        provenance.append('disc crop: ' + describe_disc_crop(int(config.data.disc_crop_size),
-                                                             str(config.data.get('disc_locator', 'brightest'))))
+        crop = int(config.data.disc_crop_size)
+        if config.eval.task == 'disc_cup' or crop > 0:   # overlap on the whole image: no FOV enters
+            provenance = [line for line in provenance if not line.startswith('FOV:')]
+            provenance.append('FOV: not used (the disc and cup overlap scores count every pixel of the image)')
+        provenance.append('disc crop: ' + describe_disc_crop(crop, str(config.data.get('disc_locator', 'brightest'))))
     for line in provenance:
         log.info('%s', line)
     uncertainty = keeps_uncertainty(config, tta_run)
