@@ -10,8 +10,10 @@ dataset, with that dataset's split names, label conventions and FOV setting (see
 run_config.switch_dataset); `--split=all` scores every image of it. With --input DIR
 --output DIR it predicts mask PNGs for a folder of new images instead (also with --exported
 model.jax, a model written by `python -m cenet_jax.export`). --ema/--noema choose the EMA or the
-trained weights of a run that kept an EMA (default: the EMA). The model and the input
-geometry come from the workdir's config.json; `--config.*` overrides win.
+trained weights of a run that kept an EMA (default: the EMA). The model, the input
+geometry and the training augmentation come from the workdir's config.json; `--config.*`
+overrides win. TTA runs only the views training applied (an OCT run, trained with horizontal
+flips only, runs identity + hflip); the log and the report name the views dropped and why.
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ flags.DEFINE_string('weights', None, 'Converted weights file (python -m cenet_ja
 flags.DEFINE_string('split', None, "Split to score: train, val, test, or all (every image of the "
                     "dataset, e.g. a folder the model never saw) (default: config.eval.split).")
 flags.DEFINE_enum('tta', None, ['d8', 'flips', 'none'], 'Test-time augmentation '
-                  '(default: config.eval.tta).')
+                  '(default: config.eval.tta), less the views the run\'s training never applied '
+                  '(data.augment; --config.eval.tta_unseen=keep runs them, with a warning).')
 flags.DEFINE_string('output_dir', None, 'Where results go (default: <workdir>/eval/<split>_tta-<mode>).')
 flags.DEFINE_bool('ema', None, 'Evaluate the EMA weights (--ema) or the trained ones (--noema); '
                   'default: the EMA when the run kept one (config.ema_decay > 0).')

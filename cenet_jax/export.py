@@ -30,7 +30,8 @@ def define_flags() -> None:
     flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
     flags.DEFINE_string('weights', None, 'Converted weights file instead of a workdir checkpoint.')
     flags.DEFINE_bool('ema', None, 'Export the EMA weights (default when the run kept them).')
-    flags.DEFINE_enum('tta', 'none', ['d8', 'flips', 'none'], 'Test-time augmentation baked in.')
+    flags.DEFINE_enum('tta', 'none', ['d8', 'flips', 'none'], 'Test-time augmentation baked in '
+                      '(less the views the run\'s training never applied; see model.json).')
     flags.DEFINE_string('out', None, 'The artefact to write (model.json is written beside it).')
     flags.DEFINE_list('platforms', ['cpu', 'cuda', 'tpu'], 'Platforms to lower for.')
     flags.mark_flag_as_required('out')

@@ -4,7 +4,8 @@
 The artefact `model.jax` maps float32 (batch, H, W, 3) model inputs (the image resized to H x W,
 in `channel_order`, normalised as `pixel * scale + offset` per channel) to float32 probabilities
 (batch, H, W, K): sigmoid for K = 1 (foreground = p > threshold), softmax otherwise (argmax).
-`model.json` beside it says H, W, channel order, normalisation, classes and threshold. Loading
+`model.json` beside it says H, W, channel order, normalisation, classes, threshold and the TTA
+baked in (the views run, and those dropped because the run's training never applied them). Loading
 and running it (`load_exported`) needs jax and numpy only, not this package's training code.
 The model is built with the XLA convolutions (`model.conv_impl='xla'`), portable to GPU/TPU.
 """
@@ -21,7 +22,7 @@ import numpy as np
 
 from cenet_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from cenet_jax.errors import ConfigError, MissingFileError
-from cenet_jax.evaluation import predict_probs, resolve_tta
+from cenet_jax.evaluation import TTAPlan, predict_probs, tta_plan
 from cenet_jax.models import build_model
 
 FORMAT = 'cenet-jax exported model v1'
@@ -52,24 +53,26 @@ def normalization_affine(normalization: str, channel_order: str) -> tuple[list[f
     return list(1.0 / (255.0 * std)), list(-mean / std)
 
 
-def inference_function(model: Any, variables: Any, *, tta: str, non_square: str
+def inference_function(model: Any, variables: Any, *, tta: TTAPlan
                        ) -> Callable[[jax.Array], jax.Array]:
-    """images (N, H, W, 3) -> probabilities (N, H, W, K), the variables closed over (baked in)."""
+    """images (N, H, W, 3) -> probabilities (N, H, W, K) over the plan's TTA views, the
+    variables closed over (baked in)."""
     def probs(images: jax.Array) -> jax.Array:
         return predict_probs(lambda x, v: model.apply(v, x, train=False), images, variables,
-                             tta=tta, non_square=non_square)
+                             tta=tta)
     return probs
 
 
 def export_model(config: ml_collections.ConfigDict, variables: Any, *, tta: str = 'none',
                  platforms: Sequence[str] = DEFAULT_PLATFORMS, source: str = ''
                  ) -> tuple[bytes, dict[str, Any]]:
-    """(serialized jax.export artefact, its metadata) for the run's model and `variables`."""
+    """(serialized jax.export artefact, its metadata) for the run's model and `variables`; the
+    TTA `tta` less the views the run's training never applied (`evaluation.tta_plan`)."""
     height, width = (int(s) for s in config.data.image_size)
     model = build_model(portable_model_config(config.model))
     host = jax.tree.map(np.asarray, jax.device_get(variables))
-    non_square = str(config.eval.non_square)
-    fn = inference_function(model, host, tta=tta, non_square=non_square)
+    plan = tta_plan(config, tta)
+    fn = inference_function(model, host, tta=plan)
     batch, = jax.export.symbolic_shape('batch')
     spec = jax.ShapeDtypeStruct((batch, height, width, 3), jnp.float32)
     exported = jax.export.export(jax.jit(fn), platforms=tuple(platforms))(spec)
@@ -86,7 +89,7 @@ def export_model(config: ml_collections.ConfigDict, variables: Any, *, tta: str 
                    'kind': 'sigmoid probabilities' if outputs == 1 else 'softmax probabilities'},
         'num_classes': int(config.data.num_classes),
         'threshold': float(config.eval.threshold),
-        'tta': tta, 'tta_run': resolve_tta(tta, height, width, non_square),
+        **plan.settings(),
         'architecture': str(config.model.architecture), 'source': source,
         'platforms': list(platforms), 'jax_version': jax.__version__,
     }

@@ -5,8 +5,9 @@ state (LOCKED_FIELDS) must equal the stored ones, else the run stops naming them
 change (steps, logging, evaluation cadence, learning rate, data path, ...) is allowed, appended
 to `<workdir>/config_changes.jsonl` and written into config.json.
 
-Inference (`inference_config`): the model and the input geometry (INFERENCE_DATA_FIELDS) come
-from the run's config.json unless the command line overrides them; a given config whose model
+Inference (`inference_config`): the model, the input geometry (INFERENCE_DATA_FIELDS) and the
+training augmentation (TRAINING_DATA_FIELDS, which decides the TTA views) come from the run's
+config.json unless the command line overrides them; a given config whose model
 differs from the run's is an error naming the fields. Scoring the run on another dataset
 (`--config.data.name` other than the run's) is a dataset switch (`switch_dataset`): the fields
 that describe a dataset (`data.config.DATASET_FIELDS`: split names, label threshold, inversion,
@@ -48,6 +49,8 @@ FREE_MODEL_FIELDS = ('model.dtype', 'model.pretrained', 'model.conv_impl')
 # What inference takes from the run besides the model: how images were fed to the network.
 INFERENCE_DATA_FIELDS = ('data.image_size', 'data.num_classes', 'data.normalization',
                          'data.channel_order')
+# What the run's training showed the model (TTA runs only the views it applied: evaluation/tta.py).
+TRAINING_DATA_FIELDS = ('data.augment', 'data.crop_size')
 
 
 def _matches(key: str, fields: tuple[str, ...]) -> bool:
@@ -256,8 +259,9 @@ def inference_config(workdir: str | Path, given: ml_collections.ConfigDict | Non
                     'Omit --config to use the run\'s config.json, or evaluate a workdir trained '
                     'with this model.')
     flat_stored, config, notes = flatten(stored), given.copy_and_resolve_references(), []
+    training = [k for k in diffs if _matches(k, TRAINING_DATA_FIELDS)]
     with config.unlocked():
-        for key in INFERENCE_DATA_FIELDS:
+        for key in INFERENCE_DATA_FIELDS + tuple(training):
             if key in overrides:
                 if key in diffs:
                     notes.append(f'{key}={overrides[key]!r} from the command line (the run used '

@@ -108,6 +108,7 @@ def predict_split(workdir: str, split: str, tta: str, checkpoint: str = 'latest'
     from cenet_jax.evaluation.predict import BatchPredictor
     from cenet_jax.evaluation.run import load_variables_for_eval, record_probabilities
     from cenet_jax.evaluation.tasks import TASKS
+    from cenet_jax.evaluation.tta import tta_plan
 
     config = run_config.resolve_inference_config(workdir, None, None, {})
     if TASKS[config.eval.task].kind != 'binary':
@@ -115,7 +116,7 @@ def predict_split(workdir: str, split: str, tta: str, checkpoint: str = 'latest'
     records = pipeline.build_eval_records(config.data, split)   # first: a split without images stops here
     mesh = parallel.make_mesh()
     model, variables, source = load_variables_for_eval(config, mesh, workdir=workdir, checkpoint=checkpoint)
-    predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
+    predictor = BatchPredictor(model, mesh, tta=tta_plan(config, tta), non_square=config.eval.non_square,
                                batch_size=config.eval.batch_size)
     ids, triples = [], []
     for record, probs in record_probabilities(predictor, variables, records, config):

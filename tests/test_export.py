@@ -1,4 +1,5 @@
-"""jax.export artefact: the exported function equals the model (batch 1 and 3, flip TTA baked in),
+"""jax.export artefact: the exported function equals the model (batch 1 and 3, the flip TTA
+training applied baked in, model.json naming the views run and dropped),
 its JSON describes the input encoding exactly, and loading errors name the file."""
 import functools
 
@@ -10,7 +11,7 @@ import pytest
 from cenet_jax import exported
 from cenet_jax.data.transforms import normalize
 from cenet_jax.errors import MissingFileError
-from cenet_jax.evaluation import predict_probs
+from cenet_jax.evaluation import TTAPlan, predict_probs
 from cenet_jax.models import build_model
 from tests.training.conftest import tiny_config
 
@@ -32,6 +33,7 @@ def test_exported_function_equals_the_model_for_batch_1_and_3(tmp_path):
     # CE-Net (ResNet-18 + DAC, 64 x 64); the exported model uses the XLA convolutions, the
     # reference the configured formulation (model.conv_impl).
     config = tiny_config()
+    config.data.augment.vflip = False   # trained without vertical flips: hflip TTA only
     model = build_model(config.model)
     variables = random_variables(model)
     artefact, meta = exported.export_model(config, variables, tta='flips', source='test')
@@ -41,13 +43,16 @@ def test_exported_function_equals_the_model_for_batch_1_and_3(tmp_path):
     fn, loaded = exported.load_exported(path)
     x = np.random.default_rng(0).normal(size=(3, 64, 64, 3)).astype(np.float32)
     expected = np.asarray(jax.jit(lambda v, x: predict_probs(
-        lambda x, v: model.apply(v, x, train=False), x, v, tta='flips'))(variables, x))
+        lambda x, v: model.apply(v, x, train=False), x, v,
+        tta=TTAPlan('flips', ('identity', 'hflip'))))(variables, x))
     for n in (1, 3):
         got = np.asarray(fn(x[:n]))
         assert got.shape == (n, 64, 64, 1) and got.dtype == np.float32
         np.testing.assert_allclose(got, expected[:n], rtol=1e-5, atol=1e-6)
     assert loaded['input']['shape'] == ['batch', 64, 64, 3]
-    assert loaded['output']['kind'] == 'sigmoid probabilities' and loaded['tta_run'] == 'flips'
+    assert loaded['output']['kind'] == 'sigmoid probabilities' and loaded['tta'] == 'flips'
+    assert loaded['tta_run'] == 'identity,hflip' and loaded['tta_view_names'] == ['identity', 'hflip']
+    assert sorted(loaded['tta_dropped']) == ['vflip', 'vflip+hflip']
     assert loaded['num_classes'] == 2 and loaded['threshold'] == 0.5 and loaded['file'] == 'model.jax'
 
 

@@ -12,12 +12,12 @@ from cenet_jax.evaluation.reports import format_table, write_metrics_json, write
 from cenet_jax.evaluation.scoring import (EvalResult, cell_threshold_sweep, evaluate_records,
                                           figure_file_name)
 from cenet_jax.evaluation.tasks import TASKS
-from cenet_jax.evaluation.tta import resolve_tta
+from cenet_jax.evaluation.tta import TTAPlan, resolve_tta, tta_plan
 
 __all__ = [
-    'BatchPredictor', 'EvalResult', 'TASKS', 'as_record_stream',
+    'BatchPredictor', 'EvalResult', 'TASKS', 'TTAPlan', 'as_record_stream',
     'cell_threshold_sweep', 'evaluate_records', 'figure_file_name', 'format_table',
     'gather_result', 'make_predict_fn', 'merge_results', 'predict_full_image', 'predict_probs',
-    'predict_records', 'resize_probs', 'resolve_tta', 'sliding_window_predict',
+    'predict_records', 'resize_probs', 'resolve_tta', 'sliding_window_predict', 'tta_plan',
     'write_metrics_json', 'write_per_image_csv',
 ]

@@ -170,6 +170,8 @@ def write_html_report(out_dir: str | Path, result: EvalResult, *, title: str,
     settings = dict(result.settings)
     facts = [('model', source or settings.get('source', '')), ('split', settings.get('split', '')),
              ('TTA', f'{settings.get("tta", "")} (run as {settings.get("tta_run", "")})'),
+             ('TTA views dropped', '; '.join(f'{view}: {why}' for view, why in
+                                             settings.get('tta_dropped', {}).items())),
              ('threshold', settings.get('threshold', '')), ('images', len(result.rows))]
     thead, tbody = _image_rows(result, out_dir, figures_dir)
     uncertainty = uncertainty_line(result)

@@ -5,7 +5,9 @@ All TTA views of a batch (`cenet_jax.evaluation.tta`) go through the model insid
 call, one view after the other (``lax.map``, so the activations of one batch are alive at a
 time, not those of 8 batches), are mapped back, and their probabilities are averaged; the class
 map is then ``p > 0.5`` / argmax of that mean (`cenet_jax.losses.predict_classes`).
-`predict_probs` logs the TTA mode actually run once per traced shape.
+Which views run is a `TTAPlan` (`tta.tta_plan`: the run's training augmentation decides); a
+mode name instead ('d8' | 'flips' | 'none') runs every view of it that the shape allows, for a
+model whose training is unknown. `predict_probs` logs the views run once per traced shape.
 
 Full-size images: `predict_full_image` either resizes to the model size and the
 probabilities back (bilinear, half-pixel centres like OpenCV / PyTorch
@@ -29,7 +31,8 @@ import numpy as np
 from flax import linen as nn
 from jax.sharding import Mesh
 
-from cenet_jax.evaluation.tta import NonSquare, TTAMode, resolve_tta, tta_views, undo_tta_views
+from cenet_jax.evaluation.tta import (VIEWS, NonSquare, TTAMode, TTAPlan, resolve_tta, tta_views,
+                                      undo_tta_views)
 from cenet_jax.losses import probabilities
 from cenet_jax.parallel import batch_sharding, replicated
 
@@ -55,12 +58,14 @@ def uncertainty_map(std: jax.Array) -> jax.Array:
 
 
 def predict_probs(apply_fn: Callable[..., jax.Array], images: jax.Array, *model_args: Any,
-                  tta: TTAMode = 'd8', non_square: NonSquare = 'flips',
+                  tta: TTAMode | TTAPlan = 'd8', non_square: NonSquare = 'flips',
                   with_std: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Mean probabilities (N, H, W, K) over the TTA views, ``apply_fn`` mapped over the views;
     with ``with_std`` also the TTA uncertainty (N, H, W): the per-pixel standard deviation of
     the views' probabilities (`uncertainty_map`; 0 when one view runs).
 
+    ``tta`` is a `TTAPlan` (the views to run), or a mode resolved here for the input shape
+    with ``non_square`` (every view of the mode: training unknown).
     ``apply_fn(images_nhwc, *model_args) -> logits``; pass large arrays (variables) as
     ``model_args`` rather than closing over them, so jit does not bake them in as constants.
     """
@@ -68,25 +73,28 @@ def predict_probs(apply_fn: Callable[..., jax.Array], images: jax.Array, *model_
     if images.ndim != 4:
         raise ValueError(f'images must be an NHWC batch, got shape {images.shape}')
     height, width = images.shape[1:3]
-    mode = resolve_tta(tta, height, width, non_square)
-    logger.info('test-time augmentation %s for %dx%d inputs', mode, height, width)
+    plan = tta if isinstance(tta, TTAPlan) else resolve_tta(tta, height, width, non_square)
+    logger.info('test-time augmentation %s for %dx%d inputs', plan.label, height, width)
     crop = (slice(None), slice(None))
-    if mode == 'd8_pad':
+    if height != width and any(VIEWS[name][0] for name in plan.views):
+        if not plan.pad:
+            raise ValueError(f'TTA views {plan.views} include rot90, which needs square inputs; '
+                             f'got {height}x{width} (resolve the plan for this shape)')
         images, crop = _reflect_pad_to_square(images)
-        mode = 'd8'
-    views = tta_views(images, mode)
+    views = tta_views(images, plan.views)
     probs = undo_tta_views(jax.lax.map(lambda view: probabilities(apply_fn(view, *model_args)),
-                                       views), mode)
+                                       views), plan.views)
     mean = jnp.mean(probs, axis=0)[:, crop[0], crop[1], :]
     if not with_std:
         return mean
     return mean, uncertainty_map(jnp.std(probs, axis=0))[:, crop[0], crop[1]]
 
 
-def make_predict_fn(apply_fn: Callable[..., jax.Array], *, tta: TTAMode = 'd8',
+def make_predict_fn(apply_fn: Callable[..., jax.Array], *, tta: TTAMode | TTAPlan = 'd8',
                     non_square: NonSquare = 'flips') -> Callable[..., jax.Array]:
     """A jitted ``predict(images, *model_args) -> probs``; compiles once per input shape."""
-    resolve_tta(tta, 1, 1, non_square)  # validates the mode names now, not at the first call
+    if not isinstance(tta, TTAPlan):
+        resolve_tta(tta, 1, 1, non_square)  # validates the mode names now, not at the first call
     return jax.jit(functools.partial(predict_probs, apply_fn, tta=tta, non_square=non_square))
 
 
@@ -179,7 +187,7 @@ def predict_full_image(predict_fn: Callable[[jax.Array], jax.Array], image: np.n
     return np.asarray(resize_probs(probs, image.shape[:2]))
 
 
-def _predict(variables: Any, images: jax.Array, *, model: nn.Module, tta: str,
+def _predict(variables: Any, images: jax.Array, *, model: nn.Module, tta: str | TTAPlan,
              non_square: str, with_std: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
     def apply_fn(x: jax.Array, variables: Any) -> jax.Array:
         return model.apply(variables, x, train=False)
@@ -190,9 +198,10 @@ def _predict(variables: Any, images: jax.Array, *, model: nn.Module, tta: str,
 class BatchPredictor:
     """Predicts probabilities (N, H, W, K) for batches of model-size images, the batch sharded
     over the mesh's data axis (padded to a multiple of the device count); compiled once per
-    input shape. With `uncertainty`, `predict` also returns the TTA uncertainty (N, H, W)."""
+    input shape. `tta`: a `TTAPlan` (`tta.tta_plan` of the run's config) or a mode name (see
+    `predict_probs`). With `uncertainty`, `predict` also returns the TTA uncertainty (N, H, W)."""
 
-    def __init__(self, model: nn.Module, mesh: Mesh, *, tta: str = 'none',
+    def __init__(self, model: nn.Module, mesh: Mesh, *, tta: str | TTAPlan = 'none',
                  non_square: str = 'flips', batch_size: int = 8, uncertainty: bool = False):
         self.mesh = mesh
         self.uncertainty = uncertainty

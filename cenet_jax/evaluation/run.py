@@ -31,7 +31,7 @@ from cenet_jax.evaluation.predict import (BatchPredictor, as_record_stream, pred
                                           predict_records)
 from cenet_jax.evaluation.reports import format_table, write_metrics_json, write_per_image_csv
 from cenet_jax.evaluation.scoring import evaluate_records
-from cenet_jax.evaluation.tta import TTA_VIEW_COUNTS, resolve_tta
+from cenet_jax.evaluation.tta import TTAPlan, tta_plan
 from cenet_jax.figures import save_training_curves
 from cenet_jax.logging import read_metrics
 from cenet_jax.exported import load_exported
@@ -119,13 +119,13 @@ def provenance_lines(info: Any) -> list[str]:
     return info.lines() if info is not None else []
 
 
-def keeps_uncertainty(config: ml_collections.ConfigDict, tta_run: str) -> bool:
+def keeps_uncertainty(config: ml_collections.ConfigDict, num_views: int) -> bool:
     """Whether eval.py keeps the TTA uncertainty: `config.eval.uncertainty` (default on), with
     more than one view, predicting whole images resized (`eval.mode='resize'`)."""
     wanted = bool(config.eval.get('uncertainty', True))
     if wanted and config.eval.mode != 'resize':
         log.info('TTA uncertainty is kept with eval.mode=resize only (this is %r)', config.eval.mode)
-    return wanted and tta_run != 'none' and config.eval.mode == 'resize'
+    return wanted and num_views > 1 and config.eval.mode == 'resize'
 
 
 def write_training_curves(workdir: str | Path | None, out_dir: Path) -> str | None:
@@ -135,6 +135,14 @@ def write_training_curves(workdir: str | Path | None, out_dir: Path) -> str | No
     return 'curves.png' if save_training_curves(out_dir / 'curves.png',
                                                 read_metrics(Path(workdir) / 'metrics.jsonl')) \
         else None
+
+
+def tta_lines(plan: TTAPlan, config: ml_collections.ConfigDict) -> list[str]:
+    """The report's TTA lines: requested and run (with the model input size), then the views
+    dropped (or kept although unseen) and why."""
+    height, width = (int(s) for s in config.data.image_size)
+    return [f'TTA requested {plan.requested}, run as {plan.label} ({len(plan.views)} view(s): '
+            f'{", ".join(plan.views)}; model input {height}x{width})', *plan.lines()[1:]]
 
 
 def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variables: Any, mesh,
@@ -148,7 +156,7 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
     Every file is written whole; a full disk stops with a DiskFullError naming the folder."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tta_run = resolve_tta(tta, *tuple(config.data.image_size), config.eval.non_square)
+    plan = tta_plan(config, tta)
     records = pipeline.build_eval_records(config.data, split)
     provenance = provenance_lines(records.info)
     if config.eval.task in DISC_TASKS:
@@ -159,8 +167,8 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
         provenance.append('disc crop: ' + describe_disc_crop(crop, str(config.data.get('disc_locator', 'brightest'))))
     for line in provenance:
         log.info('%s', line)
-    uncertainty = keeps_uncertainty(config, tta_run)
-    predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
+    uncertainty = keeps_uncertainty(config, len(plan.views))
+    predictor = BatchPredictor(model, mesh, tta=plan, non_square=config.eval.non_square,
                                batch_size=config.eval.batch_size, uncertainty=uncertainty)
     stream, probs_of = as_record_stream(record_probabilities(predictor, variables, records, config))
     paper_key = config.eval.paper_key or None
@@ -173,18 +181,16 @@ def evaluate_split(config: ml_collections.ConfigDict, model: nn.Module, variable
         figure_dir=out_dir / 'figures' if figures else None,
         uncertainty_dir=out_dir / 'uncertainty' if primary and uncertainty
         and config.eval.get('save_uncertainty', False) else None,
-        extra_settings={'split': split, 'tta': tta, 'tta_run': tta_run, 'mode': config.eval.mode,
-                        'tta_views': TTA_VIEW_COUNTS.get(tta_run, 1), 'source': source,
-                        'provenance': provenance,
+        extra_settings={'split': split, **plan.settings(), 'mode': config.eval.mode,
+                        'source': source, 'provenance': provenance,
                         **(records.info.as_dict() if records.info is not None else {})})
-    table = format_table(result) + f'\nTTA requested {tta}, run as {tta_run} ' \
-        f'(model input {config.data.image_size[0]}x{config.data.image_size[1]})'
+    table = format_table(result) + '\n' + '\n'.join(tta_lines(plan, config))
     if primary:
         write_metrics_json(result, out_dir / 'metrics.json')
         write_per_image_csv(result, out_dir / 'per_image.csv')
         write_atomic(out_dir / 'table.txt', table + '\n')
         page = write_html_report(
-            out_dir, result, title=f'{config.data.name} {split}: {config.eval.task}, TTA {tta_run}',
+            out_dir, result, title=f'{config.data.name} {split}: {config.eval.task}, TTA {plan.label}',
             config=json.loads(config.to_json_best_effort()),
             curves=write_training_curves(workdir, out_dir),
             figures_dir='figures' if figures else None, source=source)
@@ -238,8 +244,8 @@ def predict_folder(config: ml_collections.ConfigDict, model: nn.Module, variable
                    input_dir: str | Path, output_dir: str | Path, *, tta: str) -> list[Path]:
     """Predict a mask PNG (binary: 0/255; multi-class: class index) for every image of a folder."""
     files = list_images(input_dir)
-    predictor = BatchPredictor(model, mesh, tta=tta, non_square=config.eval.non_square,
-                               batch_size=config.eval.batch_size)
+    predictor = BatchPredictor(model, mesh, tta=tta_plan(config, tta),
+                               non_square=config.eval.non_square, batch_size=config.eval.batch_size)
     records = folder_records(files, tuple(config.data.image_size), str(config.data.normalization),
                              str(config.data.channel_order), str(config.data.high_bit_depth))
     return write_masks(record_probabilities(predictor, variables, records, config), output_dir,

@@ -93,9 +93,9 @@ def test_make_predict_fn_compiles_once_per_shape_and_passes_model_args(square_ba
 
 def test_non_square_inputs():
     batch = jnp.asarray(np.random.default_rng(1).normal(size=(1, 8, 12, 3)).astype(np.float32))
-    assert evaluation.resolve_tta('d8', 8, 12, 'flips') == 'flips'
-    assert evaluation.resolve_tta('d8', 8, 12, 'pad') == 'd8_pad'
-    assert evaluation.resolve_tta('d8', 8, 8, 'error') == 'd8'
+    assert evaluation.resolve_tta('d8', 8, 12, 'flips').label == 'flips'
+    assert evaluation.resolve_tta('d8', 8, 12, 'pad').label == 'd8_pad'
+    assert evaluation.resolve_tta('d8', 8, 8, 'error').label == 'd8'
     with pytest.raises(ValueError, match='square'):
         evaluation.make_predict_fn(pointwise_logits, tta='d8', non_square='error')(batch)
     plain = np.asarray(evaluation.make_predict_fn(pointwise_logits, tta='none')(batch))
