@@ -20,6 +20,11 @@ as ``label == 1``: map 255-valued masks to 1 before (values are not checked unde
 Cross entropy: pixel mean of ``-log p(label)``, weighted per pixel by ``class_weights[label]``
 times the mask and normalised by the sum of those weights (PyTorch's weighted-CE mean).
 
+A pixel with mask 0 counts in neither the Dice intersection nor its sums nor the CE mean: the
+loss and its gradients are those of the other pixels alone, whatever its label and logits. The
+training step passes the batch's FOV with ``loss.mask='fov'`` (the default for OCT, whose FOV
+is the columns with every boundary annotated; training/loop.py).
+
 Weight decay (Eq. 3, ``L = L_dice + L_reg``) is the optimizer's job, not the loss's:
 ``L_reg = lambda / 2 * ||w||^2`` has gradient ``lambda * w``, which is exactly what
 ``optax.chain(optax.add_decayed_weights(1e-4), optax.sgd(schedule, momentum=0.9))``

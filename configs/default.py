@@ -61,7 +61,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.loss.smooth = 0.0
     config.loss.class_weights = ()        # () = 1/K each
     config.loss.reduction = 'batch'       # batch | image
-    config.loss.use_fov_mask = False      # weight pixels by the field-of-view mask
+    config.loss.mask = 'auto'             # pixels that carry loss: none (all) | fov (the batch's FOV) |
+                                          # auto (fov for OCT, whose FOV is the annotated columns, else none)
 
     config.optim = ml_collections.ConfigDict()
     config.optim.name = 'sgd'             # sgd | adam | adamw
@@ -78,9 +79,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval.task = 'vessel'           # vessel | disc | lung | cell | oct
     config.eval.paper_key = ''            # which paper row to print beside ours ('' = by task)
     config.eval.split = 'test'            # eval.py's split; training validates on 'val'
-    config.eval.tta = 'd8'                # eval.py: d8 | flips | none
+    config.eval.tta = 'd8'                # eval.py: d8 | flips | none, less unseen views (tta_unseen)
     config.eval.val_tta = 'none'          # validation during training
     config.eval.non_square = 'flips'      # d8 on non-square inputs: flips | pad
+    config.eval.tta_unseen = 'drop'       # TTA views training never applied (data.augment): drop | keep
     config.eval.mode = 'resize'           # resize (predict at model size) | sliding
     config.eval.window_overlap = 0.25
     config.eval.threshold = 0.5

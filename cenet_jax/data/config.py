@@ -54,6 +54,10 @@ DATASET_FIELDS = ('train_split', 'val_split', 'test_split', 'val_fraction', 'tes
                   'fold', 'split_seed', 'foreground_value', 'label_threshold', 'invert_label', 'class_values',
                   'annotator', 'mat_key', 'high_bit_depth', 'disc_crop_size', 'disc_crop_sigma', 'disc_locator', 'fov',
                   'expert_agreement', 'cross_dataset', 'synthetic')
+# Datasets whose labels hold only inside the FOV: an OCT column without all its boundaries has
+# no true class map (its FOV is the fully annotated columns). The loss leaves the rest out by
+# default there (loss.mask='auto'); elsewhere outside the FOV is labelled background.
+LABELLED_INSIDE_FOV_ONLY = ('oct', 'synthetic_oct')
 
 
 def default_data_config() -> ml_collections.ConfigDict:

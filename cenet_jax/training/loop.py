@@ -26,11 +26,12 @@ from flax import linen as nn
 from cenet_jax import convert, figures, parallel, run_config
 from cenet_jax.checkpoint import Checkpoints, weights_template
 from cenet_jax.data import pipeline
+from cenet_jax.data.config import LABELLED_INSIDE_FOV_ONLY
 from cenet_jax.data.errors import NoValidationSplit
 from cenet_jax.data.sources import build_source
 from cenet_jax.errors import CenetError, ConfigError
 from cenet_jax.evaluation import (BatchPredictor, as_record_stream, evaluate_records,
-                                  figure_file_name, predict_records)
+                                  figure_file_name, predict_records, tta_plan)
 from cenet_jax.logging import MetricsLogger, read_metrics
 from cenet_jax.losses import predict_classes, segmentation_loss
 from cenet_jax.models import build_model
@@ -66,12 +67,32 @@ def make_loss_fn(loss_cfg: ml_collections.ConfigDict):
                              reduction=loss_cfg.reduction)
 
 
+LOSS_MASKS = ('auto', 'none', 'fov')
+
+
+def loss_mask(config: ml_collections.ConfigDict) -> tuple[str, str]:
+    """(the pixels that carry loss, 'none' or 'fov', and why) from `config.loss.mask`: 'auto'
+    is 'fov' on datasets labelled only inside their FOV (OCT: columns with every boundary),
+    else 'none' (DRIVE and the others train on the whole image, as the paper)."""
+    mask = str(config.loss.get('mask', 'auto'))
+    if mask not in LOSS_MASKS:
+        raise ConfigError(f'config.loss.mask must be one of {LOSS_MASKS}, got {mask!r}')
+    if mask != 'auto':
+        return mask, f'loss.mask={mask!r}'
+    name = str(config.data.name)
+    if name in LABELLED_INSIDE_FOV_ONLY:
+        return 'fov', (f"loss.mask='auto': {name!r} is labelled only inside its FOV "
+                       '(columns with every boundary)')
+    return 'none', f"loss.mask='auto': {name!r} is labelled on the whole image"
+
+
 def make_step(config: ml_collections.ConfigDict, model: nn.Module, tx, *,
               grad_accum_steps: int | None = None):
-    """`train_step` with the model, optimizer, loss and EMA settings of `config` bound."""
+    """`train_step` with the model, optimizer, loss (and its pixel mask) and EMA settings of
+    `config` bound."""
     return functools.partial(
         train_step, model=model, tx=tx, loss_fn=make_loss_fn(config.loss),
-        use_mask=config.loss.use_fov_mask,
+        use_mask=loss_mask(config)[0] == 'fov',
         grad_accum_steps=int(config.grad_accum_steps if grad_accum_steps is None
                              else grad_accum_steps),
         ema_decay=float(config.ema_decay), ema_warmup=bool(config.ema_warmup))
@@ -271,6 +292,9 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
     model = build_model(config.model)
     log.info('convolutions: %s; compute dtype %s', describe_conv_impl(getattr(model, 'conv_impl', '')),
              config.model.dtype)
+    mask, why = loss_mask(config)
+    log.info('loss %s over %s (%s)', config.loss.kind,
+             'the FOV pixels only' if mask == 'fov' else 'every pixel', why)
     tx = make_optimizer(config.optim, total_steps)
     schedule = learning_rate_schedule(config.optim, total_steps)
     state = initial_state(model, config, tx, mesh)
@@ -297,7 +321,7 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
     val_records = validation_records(config)
     predictor = None
     if val_records is not None:
-        predictor = BatchPredictor(model, mesh, tta=config.eval.val_tta,
+        predictor = BatchPredictor(model, mesh, tta=tta_plan(config, config.eval.val_tta),
                                    non_square=config.eval.non_square,
                                    batch_size=config.eval.batch_size)
 
