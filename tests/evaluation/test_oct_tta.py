@@ -66,3 +66,18 @@ def test_tta_is_not_worse_than_none_and_the_old_views_were(trained_oct, tmp_path
             '(data.augment.vflip=False)') in flips['table']
     assert old['settings']['tta_view_names'] == ['identity', 'vflip', 'hflip', 'vflip+hflip']
     assert sorted(old['settings']['tta_unseen_kept']) == ['vflip', 'vflip+hflip']
+
+
+def test_the_oct_cpu_recipe_trains_whole_b_scans_from_scratch_with_a_masked_loss():
+    from cenet_jax.data.config import crop_hw
+    from cenet_jax.evaluation.tta import tta_plan
+    from cenet_jax.training.loop import loss_mask
+
+    config = oct_cpu.get_config()
+    assert crop_hw(config.data) is None and tuple(config.data.image_size) == (224, 448)
+    assert config.optim.name == 'adam' and config.optim.lr == 1e-3 and config.loss.kind == 'dice_ce'
+    assert config.eval_every_steps == 0 and config.data.val_fraction == 0.0
+    assert config.num_train_steps == 400 and not config.model.pretrained
+    assert loss_mask(config)[0] == 'fov'
+    assert tta_plan(config).views == ('identity', 'hflip')
+    assert oct_cpu.get_config('variant=unet').model.architecture == 'unet'
