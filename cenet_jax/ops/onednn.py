@@ -7,6 +7,10 @@ kernels HWIO, transposed kernels (kH, kW, Cout, Cin). Computation is float32 or 
 bfloat16 activations the float32 kernels, biases and BatchNorm parameters are converted inside
 the calls, and their gradients come back in float32 (summed in float32). Other dtypes (float64
 reference checks) are the callers' business: see `supports`.
+
+Inside `jax.shard_map` (`per_shard`) the calls are typed as varying over the manual axes their
+inputs vary over, and the gradient of an input that does not vary (a replicated kernel, bias or
+BatchNorm parameter) is the sum of the shards' gradients.
 """
 from __future__ import annotations
 
@@ -42,6 +46,31 @@ def supports(*dtypes) -> bool:
 
 def _code(dtype) -> int:
     return DTYPE_CODES[jnp.dtype(dtype)]
+
+
+def _varying(x: jax.Array) -> frozenset:
+    """The manual mesh axes (inside jax.shard_map) over which x differs from device to device."""
+    return jax.typeof(x).mat.varying
+
+
+def _call(key: onednn_loader.Key, inputs: Sequence[jax.Array],
+          results: Sequence[jax.ShapeDtypeStruct]) -> list[jax.Array]:
+    """`onednn_loader.call` typed for jax.shard_map: the inputs are cast to the axes any of them
+    varies over, and so are the outputs (XLA's custom call is typed as not varying). Outside
+    shard_map both casts are nothing."""
+    axes = tuple(sorted(frozenset().union(*map(_varying, inputs)), key=str))
+    inputs = [jax.lax.pcast(a, tuple(ax for ax in axes if ax not in _varying(a)), to='varying')
+              for a in inputs]
+    return [jax.lax.pcast(y, axes, to='varying')
+            for y in onednn_loader.call(key, inputs, results)]
+
+
+def _sum_to(ct: jax.Array, primal: jax.Array) -> jax.Array:
+    """The cotangent of `primal` from a per-shard one: summed over the manual axes along which
+    `primal` is replicated but `ct` varies (a replicated kernel's gradient is the sum of the
+    shards' gradients), in primal's dtype."""
+    axes = tuple(sorted(_varying(ct) - _varying(primal), key=str))
+    return (jax.lax.psum(ct, axes) if axes else ct).astype(primal.dtype)
 
 
 def activation_layout(act_dtype) -> str:
@@ -88,8 +117,7 @@ def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, spec: ConvSpe
     cout = kernel.shape[2 if spec.transposed else 3]
     key = conv_key(FORWARD, spec, x.dtype, kernel.dtype, bias is not None, x.shape, kernel.shape)
     inputs = [x, kernel] + ([] if bias is None else [bias.astype(kernel.dtype)])
-    (y,) = onednn_loader.call(key, inputs, [jax.ShapeDtypeStruct((x.shape[0], *spec.out_hw, cout),
-                                                          x.dtype)])
+    (y,) = _call(key, inputs, [jax.ShapeDtypeStruct((x.shape[0], *spec.out_hw, cout), x.dtype)])
     return y
 
 
@@ -102,14 +130,14 @@ def _conv_bwd(spec, residuals, g):
     g = g.astype(x.dtype)
     key = functools.partial(conv_key, spec=spec, act_dtype=x.dtype, weight_dtype=kernel.dtype,
                             src_shape=x.shape, kernel_shape=kernel.shape)
-    (dx,) = onednn_loader.call(key(BACKWARD_DATA, bias=False), [g, kernel],
-                        [jax.ShapeDtypeStruct(x.shape, x.dtype)])
+    (dx,) = _call(key(BACKWARD_DATA, bias=False), [g, kernel],
+                  [jax.ShapeDtypeStruct(x.shape, x.dtype)])
     results = [jax.ShapeDtypeStruct(kernel.shape, kernel.dtype)]
     if bias is not None:
         results.append(jax.ShapeDtypeStruct(bias.shape, kernel.dtype))
-    grads = onednn_loader.call(key(BACKWARD_WEIGHTS, bias=bias is not None), [x, g], results)
-    dbias = None if bias is None else grads[1].astype(bias.dtype)
-    return dx, grads[0], dbias
+    grads = _call(key(BACKWARD_WEIGHTS, bias=bias is not None), [x, g], results)
+    dbias = None if bias is None else _sum_to(grads[1], bias)
+    return dx, _sum_to(grads[0], kernel), dbias
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -165,7 +193,7 @@ def _bn_forward(x, scale, bias, epsilon, relu):
     results = [jax.ShapeDtypeStruct(x.shape, x.dtype), vec, vec]
     if relu:
         results.append(jax.ShapeDtypeStruct((onednn_loader.output_bytes(key)[3],), jnp.uint8))
-    out = onednn_loader.call(key, [x, scale.astype(jnp.float32), bias.astype(jnp.float32)], results)
+    out = _call(key, [x, scale.astype(jnp.float32), bias.astype(jnp.float32)], results)
     return out[0], out[1], out[2], (out[3] if relu else None)
 
 
@@ -186,9 +214,8 @@ def _batch_norm_bwd(epsilon, relu, residuals, cotangents):
     key = _batch_norm_key(BACKWARD, x.shape, x.dtype, relu, epsilon)
     inputs = [x, dy, mean, var, scale.astype(jnp.float32)] + ([mask] if relu else [])
     vec = jax.ShapeDtypeStruct(scale.shape, jnp.float32)
-    dx, dscale, dbias = onednn_loader.call(key, inputs,
-                                    [jax.ShapeDtypeStruct(x.shape, x.dtype), vec, vec])
-    return dx, dscale.astype(scale.dtype), dbias.astype(bias.dtype)
+    dx, dscale, dbias = _call(key, inputs, [jax.ShapeDtypeStruct(x.shape, x.dtype), vec, vec])
+    return dx, _sum_to(dscale, scale), _sum_to(dbias, bias)
 
 
 _batch_norm.defvjp(_batch_norm_fwd, _batch_norm_bwd)
@@ -225,7 +252,7 @@ def _pool_forward(x, window, strides, padding):
     key = _pool_key(FORWARD, x.shape, y_hw, x.dtype, window, strides, padding)
     y_shape = (x.shape[0], *y_hw, x.shape[-1])
     argmax = jax.ShapeDtypeStruct((onednn_loader.output_bytes(key)[1],), jnp.uint8)
-    return onednn_loader.call(key, [x], [jax.ShapeDtypeStruct(y_shape, x.dtype), argmax])
+    return _call(key, [x], [jax.ShapeDtypeStruct(y_shape, x.dtype), argmax])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
@@ -241,7 +268,7 @@ def _max_pool_fwd(x, window, strides, padding, in_hw):
 def _max_pool_bwd(window, strides, padding, in_hw, argmax, g):
     x_shape = (g.shape[0], *in_hw, g.shape[-1])
     key = _pool_key(BACKWARD, x_shape, g.shape[1:3], g.dtype, window, strides, padding)
-    (dx,) = onednn_loader.call(key, [g, argmax], [jax.ShapeDtypeStruct(x_shape, g.dtype)])
+    (dx,) = _call(key, [g, argmax], [jax.ShapeDtypeStruct(x_shape, g.dtype)])
     return (dx,)
 
 
