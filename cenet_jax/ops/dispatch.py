@@ -4,7 +4,8 @@ into 'xla', 'matmul' or 'onednn' for the machine; `conv2d`, `conv2d_transpose`,
 `onednn`, `batch_norm`). Every formulation takes and returns the same arrays (NHWC input, HWIO
 kernel, PyTorch's explicit padding), so parameters, converters and checkpoints do not depend on
 the choice. `onednn` covers float32 and bfloat16; other dtypes (float64 reference checks) run
-`matmul` there.
+`matmul` there. With a mesh set (`jax.set_mesh`) the onednn calls run on each device's share of
+the batch (`per_shard`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Sequence
 import jax
 
 from cenet_jax.errors import ConfigError
-from cenet_jax.ops import batch_norm, matmul, onednn, onednn_loader, xla
+from cenet_jax.ops import batch_norm, matmul, onednn, onednn_loader, per_shard, xla
 
 log = logging.getLogger('cenet_jax')
 
@@ -25,13 +26,11 @@ Padding = Sequence[tuple[int, int]]
 CONV_IMPLS = ('xla', 'matmul', 'onednn', 'auto')
 
 
-def resolve_conv_impl(impl: str, backend: str | None = None,
-                      num_devices: int | None = None) -> str:
-    """'auto' -> 'onednn' on a single CPU device where the extension loads (else 'matmul', with
-    one log line saying why), 'xla' on GPU/TPU (cuDNN, TPU convolutions). With several CPU
-    devices XLA would run each oneDNN call on the whole batch on every device (it replicates
-    custom calls), so 'auto' stays on 'matmul' there. An explicit 'onednn' that cannot run is
-    a ConfigError that says why."""
+def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
+    """'auto' -> 'onednn' on CPU where the extension loads (else 'matmul', with one log line
+    saying why), 'xla' on GPU/TPU (cuDNN, TPU convolutions). On several CPU devices the onednn
+    calls run per shard under the mesh set with `jax.set_mesh` (`per_shard`). An explicit
+    'onednn' that cannot run is a ConfigError that says why."""
     if impl not in CONV_IMPLS:
         raise ValueError(f'model.conv_impl must be one of {CONV_IMPLS}, got {impl!r}')
     backend = backend or jax.default_backend()
@@ -46,11 +45,7 @@ def resolve_conv_impl(impl: str, backend: str | None = None,
         return impl
     if backend != 'cpu':
         return 'xla'
-    num_devices = jax.device_count() if num_devices is None else num_devices
     reason = onednn_loader.unavailable_reason()
-    if reason is None and num_devices > 1:
-        reason = (f'JAX has {num_devices} CPU devices, and XLA would run every oneDNN call on '
-                  'the whole batch on each of them')
     if reason is None:
         return 'onednn'
     _log_fallback_once(reason)
@@ -86,7 +81,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Padding, dil
     formulation, computed in x's dtype (on the onednn path a float32 kernel and bias keep
     float32 gradients, the bias gradient summed by oneDNN's weight-gradient pass)."""
     if impl == 'onednn' and onednn.supports(x.dtype, kernel.dtype):
-        return onednn.conv(x, kernel, strides, padding, dilation, bias)
+        return per_shard.run(lambda x, k, b: onednn.conv(x, k, strides, padding, dilation, b),
+                             x, kernel, bias)
     kernel = kernel.astype(x.dtype)
     if impl == 'xla':
         return _add_bias(xla.conv(x, kernel, strides, padding, dilation), bias)
@@ -102,7 +98,8 @@ def conv2d_transpose(x: jax.Array, kernel: jax.Array, strides: Pair, padding: Pa
     the chosen formulation, computed in x's dtype."""
     if (impl == 'onednn' and onednn.supports(x.dtype, kernel.dtype)
             and onednn.transpose_supported(padding, output_padding)):
-        return onednn.conv_transpose(x, kernel, strides, padding, output_padding, bias)
+        return per_shard.run(lambda x, k, b: onednn.conv_transpose(
+            x, k, strides, padding, output_padding, b), x, kernel, bias)
     kernel = kernel.astype(x.dtype)
     if impl == 'xla':
         return _add_bias(xla.conv_transpose(x, kernel, strides, padding, output_padding), bias)
@@ -117,9 +114,14 @@ def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: f
                      ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Training-mode BatchNorm over the last axis, then a ReLU if `relu`: (output in x's dtype,
     batch mean, biased batch variance). oneDNN's kernel (ReLU fused) for 'onednn' on NHWC
-    float32 / bfloat16, else the one-pass hand-VJP arithmetic of `batch_norm`. Gradients flow
-    to x, scale and bias only (the statistics feed the running averages, not the loss)."""
+    float32 / bfloat16, else the one-pass hand-VJP arithmetic of `batch_norm`; for 'onednn'
+    with the batch split over a mesh, that arithmetic per shard with the sums reduced over the
+    mesh (`per_shard.batch_norm_train`). Gradients flow to x, scale and bias only (the
+    statistics feed the running averages, not the loss)."""
     if impl == 'onednn' and x.ndim == 4 and onednn.supports(x.dtype):
+        sharded = per_shard.batch_norm_train(x, scale, bias, epsilon, relu)
+        if sharded is not None:
+            return sharded
         return onednn.batch_norm_train(x, scale, bias, epsilon, relu)
     y, mean, var = batch_norm.batch_norm_train(x, scale, bias, epsilon)
     return (jax.nn.relu(y) if relu else y), mean, var
@@ -135,5 +137,5 @@ def max_pool(x: jax.Array, window: Pair, strides: Pair, padding: Padding,
     if impl == 'xla':
         return xla.max_pool(x, window, strides, padding)
     if impl == 'onednn' and onednn.supports(x.dtype):
-        return onednn.max_pool(x, window, strides, padding)
+        return per_shard.run(lambda x: onednn.max_pool(x, window, strides, padding), x)
     return matmul.max_pool(x, window, strides, padding)
