@@ -3,8 +3,9 @@
 Training and prediction both use it, so it sits below both (it imports only `errors`)."""
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -46,6 +47,17 @@ def make_mesh(devices: list[Any] | None = None) -> Mesh:
     """A 1-D mesh over all devices of all hosts, axis 'data'."""
     devices = jax.devices() if devices is None else devices
     return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def on_mesh(fn: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
+    """`fn` called with `mesh` set (`jax.set_mesh`), so that a jitted fn is traced seeing it:
+    operations that work per shard (the oneDNN calls of `cenet_jax.ops`) split the batch over
+    it instead of gathering it onto every device."""
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with jax.set_mesh(mesh):
+            return fn(*args, **kwargs)
+    return call
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -20,6 +20,7 @@ def _one_step(devices, model, state, batch):
         loss_fn=functools.partial(segmentation_loss, kind='dice')),
         in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
         out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)))
+    step = parallel.on_mesh(step, mesh)   # as the training loop runs it
     new_state, metrics = step(parallel.replicate(state, mesh), parallel.global_batch(batch, mesh))
     return jax.device_get(new_state), jax.device_get(metrics)
 

@@ -34,7 +34,7 @@ from jax.sharding import Mesh
 from cenet_jax.evaluation.tta import (VIEWS, NonSquare, TTAMode, TTAPlan, resolve_tta, tta_views,
                                       undo_tta_views)
 from cenet_jax.losses import probabilities
-from cenet_jax.parallel import batch_sharding, replicated
+from cenet_jax.parallel import batch_sharding, on_mesh, replicated
 
 logger = logging.getLogger(__name__)
 
@@ -209,8 +209,8 @@ class BatchPredictor:
         self.batch_size = max(n_dev, -(-batch_size // n_dev) * n_dev)
         fn = functools.partial(_predict, model=model, tta=tta, non_square=non_square,
                                with_std=uncertainty)
-        self._fn = jax.jit(fn, in_shardings=(replicated(mesh), batch_sharding(mesh)),
-                           out_shardings=replicated(mesh))
+        self._fn = on_mesh(jax.jit(fn, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                                   out_shardings=replicated(mesh)), mesh)
 
     def __call__(self, variables: Any, images: np.ndarray) -> np.ndarray:
         """Probabilities for a host batch `images` (n, H, W, C) of any n (same on every host)."""

@@ -314,9 +314,9 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
     best_value = None if best_meta is None else best_meta.get(config.best_metric)
 
     state_sharding = parallel.replicated(mesh)
-    step_fn = jax.jit(
+    step_fn = parallel.on_mesh(jax.jit(
         make_step(config, model, tx), in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
-        out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
+        out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0), mesh)
 
     val_records = validation_records(config)
     predictor = None
