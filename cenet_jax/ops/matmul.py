@@ -1,6 +1,6 @@
-"""The `matmul` formulation (the CPU fallback where the oneDNN extension is absent or JAX has
-several CPU devices): convolutions and max pooling written so that the expensive parts are plain
-matrix products, which XLA:CPU runs at its full GEMM rate while its convolution gradients do not
+"""The `matmul` formulation (the CPU fallback where the oneDNN library cannot be used):
+convolutions and max pooling written so that the expensive parts are plain matrix products,
+which XLA:CPU runs at its full GEMM rate while its convolution gradients do not
 (openxla/xla #34273).
 
 1x1 convolutions are `dot`s; k x k convolutions keep XLA's forward and input gradient (a custom

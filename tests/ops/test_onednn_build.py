@@ -109,14 +109,14 @@ def test_a_stale_library_falls_back_for_auto_and_is_an_error_for_onednn(
     else:  # csrc/ edited after the build
         monkeypatch.setattr(onednn_schema, 'source_digest', lambda csrc: 'edited')
     with caplog.at_level(logging.WARNING, logger='cenet_jax'):
-        assert ops.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'matmul'
-        assert ops.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'matmul'
+        assert ops.resolve_conv_impl('auto', 'cpu') == 'matmul'
+        assert ops.resolve_conv_impl('auto', 'cpu') == 'matmul'
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1, lines
     assert str(onednn_loader.LIBRARY) in lines[0] and 'stale' in lines[0]
     assert '`pip install -e .`' in lines[0]
     with pytest.raises(ConfigError, match="conv_impl='onednn' cannot run: .* is stale") as err:
-        ops.resolve_conv_impl('onednn', 'cpu', num_devices=1)
+        ops.resolve_conv_impl('onednn', 'cpu')
     assert cli.report_errors(lambda: ops.resolve_conv_impl('onednn', 'cpu')) == 2
     assert capsys.readouterr().err.startswith(f"error: model.conv_impl='onednn' cannot run: "
                                               f"{onednn_loader.LIBRARY} is stale")
@@ -154,7 +154,7 @@ def test_a_skipped_build_gives_its_reason(monkeypatch, tmp_path, reload_library,
     monkeypatch.setattr(onednn_loader, 'LIBRARY', reason_file.parent / '_onednn.so')
     monkeypatch.setattr(onednn_loader, 'BUILD_REASON_FILE', reason_file)
     with caplog.at_level(logging.WARNING, logger='cenet_jax'):
-        assert ops.resolve_conv_impl('auto', 'cpu', num_devices=1) == 'matmul'
+        assert ops.resolve_conv_impl('auto', 'cpu') == 'matmul'
     assert 'oneDNN headers or library not found in the build environment' in caplog.text
 
 
