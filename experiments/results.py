@@ -423,12 +423,14 @@ def report_text(name: str, table: Table, result: dict[str, Any]) -> str:
 
 def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, steps: int | None,
               spread_seeds: Sequence[int], argv: Sequence[str], folds: int = 0,
-              spread_variants: Sequence[str] = ('cenet',), first: int = 0) -> dict[str, Any]:
+              spread_variants: Sequence[str] = ('cenet',), first: int = 0,
+              finished_only: bool = False) -> dict[str, Any]:
     """Train and score every run of table `name`; write <out>/<report>.json and .md (report: `name`,
     or `name`_<folds>fold with folds); the result. `spread_seeds`: the seed-0 runs of
     `spread_variants` again with each of these seeds (after the table's own runs; runs the
     table already has are not repeated). `first` > 0: only the first `first` runs this time (the
-    report stays partial; a later invocation without it trains the rest and reuses these)."""
+    report stays partial; a later invocation without it trains the rest and reuses these).
+    `finished_only`: score only the runs whose training has finished, and train none."""
     table = TABLES[name]
     if steps is not None:
         table = dataclasses.replace(table, steps=steps)
@@ -452,6 +454,11 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
     known = {r['workdir']: r['train_seconds'] for r in json.loads(previous.read_text())['rows']} \
         if previous.exists() and not fresh else {}
     todo = runs[:first] if first else runs
+    if finished_only:   # runs trained side by side (--train-only): score those that are done, train nothing
+        todo = [run for run in todo if finished_training(runs_dir / workdir_name(table, run, table.steps))]
+        if not todo:
+            raise SystemExit(f'error: no run of {name} has finished training under {runs_dir}')
+        first = len(todo)
     for index, run in enumerate(todo):
         workdir = runs_dir / workdir_name(table, run, table.steps)
         rows.append(provenance.with_trainings(
@@ -461,7 +468,9 @@ def run_table(name: str, data: str, out: Path, runs_dir: Path, fresh: bool, step
                          diff=diff)
     if len(todo) < len(runs):
         return write_report(name, table, rows, out, commit, argv, start,
-                            partial=f'{len(todo)} of {len(runs)} runs (--first {first})', diff=diff)
+                            partial=f'{len(todo)} of {len(runs)} runs ('
+                                    + ('the finished ones, --finished-only' if finished_only else f'--first {first}')
+                                    + ')', diff=diff)
     if folds:
         folded = list(rows)
         rows.append(mean_row(folded, f'mean of {folds} folds (± spread over folds)'))
@@ -485,25 +494,32 @@ def finished_training(workdir: Path) -> bool:
     return config.exists() and bool(steps) and max(steps) == json.loads(config.read_text()).get('num_train_steps')
 
 
+def train_run(table: Table, run: Run, workdir: Path, data: str, fresh: bool) -> tuple[float, bool]:
+    """Train one run with train.py in `workdir` (resuming its checkpoints; recording the commit and,
+    for a run trained from its start, the training seconds in results_train.json); (seconds,
+    whether it was already complete)."""
+    if fresh and workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    before = checkpoint_steps(workdir)
+    if finished_training(workdir):
+        return 0.0, True
+    command = train_command(table, run, workdir, data, table.steps)
+    provenance.record_training(workdir, command, max((int(s) for s in before if s.isdigit()), default=0))
+    seconds = run_logged(command, workdir / 'results_log.txt')
+    if not before:
+        (workdir / 'results_train.json').write_text(json.dumps({'train_seconds': seconds}) + '\n')
+    return seconds, bool(before) and checkpoint_steps(workdir) == before   # train.py had nothing to do
+
+
 def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: bool,
                     known_seconds: float | None = None) -> dict[str, Any]:
     """Train one run with train.py (resuming a workdir that has checkpoints) and score it with
     eval.py. A run that was already complete and scored is not scored again; its training time
     is the one recorded when it trained (results_train.json, else `known_seconds`)."""
-    if fresh and workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_path, timing = workdir / 'results_log.txt', workdir / 'results_train.json'
-    before = checkpoint_steps(workdir)
+    _, complete_before = train_run(table, run, workdir, data, fresh)
     command = train_command(table, run, workdir, data, table.steps)
-    if finished_training(workdir):
-        seconds, complete_before = 0.0, True
-    else:
-        provenance.record_training(workdir, command, max((int(s) for s in before if s.isdigit()), default=0))
-        seconds = run_logged(command, log_path)
-        complete_before = bool(before) and checkpoint_steps(workdir) == before   # train.py had nothing to do
-    if not before:
-        timing.write_text(json.dumps({'train_seconds': seconds}) + '\n')
+    log_path, timing = workdir / 'results_log.txt', workdir / 'results_train.json'
     evals, eval_seconds, commands = {}, {}, {}
 
     def score(key: str, command: list[str], metrics: Path) -> None:
@@ -630,6 +646,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                         'per fold (single-pool datasets: isbi), plus the mean over folds')
     parser.add_argument('--first', type=int, default=0, help='train and score only the table\'s first '
                         'N runs this time (a partial report; a later invocation reuses them)')
+    parser.add_argument('--train-only', type=int, default=None, metavar='INDEX',
+                        help='train the table\'s run INDEX (0-based) in its workdir and stop: several runs can '
+                             'train side by side, each in its own process; a later invocation scores them')
+    parser.add_argument('--finished-only', action='store_true', help='score only the runs whose training '
+                        'has finished (e.g. with --train-only) and train none; the report says which')
     parser.add_argument('--report-only', action='store_true', help='rewrite <table>.md from the '
                         '<table>.json an earlier run of this command wrote (no training or evaluation)')
     parser.add_argument('--fresh', action='store_true', help='delete existing workdirs first (cross-dataset '
@@ -653,9 +674,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                                 args.annotator, args.class_values)
         return
     seeds = [int(s) for s in args.spread_seeds.split(',') if s.strip()]
+    if args.train_only is not None:
+        table = TABLES[args.table] if args.steps is None else dataclasses.replace(TABLES[args.table], steps=args.steps)
+        if not 0 <= args.train_only < len(table.runs):
+            raise SystemExit(f'error: --train-only takes a run index 0..{len(table.runs) - 1} of {args.table}')
+        run = table.runs[args.train_only]
+        runs_dir = Path(args.runs).resolve()
+        train_run(table, run, runs_dir / workdir_name(table, run, table.steps), args.data, args.fresh)
+        return
     run_table(args.table, args.data, Path(args.out), Path(args.runs).resolve(), args.fresh, args.steps,
               seeds, ['experiments/results.py', *(sys.argv[1:] if argv is None else argv)], args.folds,
-              tuple(v for v in args.spread_variants.split(',') if v), args.first)
+              tuple(v for v in args.spread_variants.split(',') if v), args.first, args.finished_only)
 
 
 if __name__ == '__main__':

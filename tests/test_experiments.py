@@ -197,6 +197,29 @@ def test_first_runs_only_a_table_s_first_runs_and_stays_partial(tmp_path, monkey
     assert 'Partial' in (tmp_path / 'levers.md').read_text()
 
 
+def test_train_only_trains_one_run_and_finished_only_scores_the_finished_ones(tmp_path, monkeypatch):
+    """Runs trained side by side (--train-only INDEX, no scoring) are scored later by --finished-only,
+    which trains nothing and leaves the unfinished runs out of a partial report."""
+    calls = fake_commands(monkeypatch)
+    monkeypatch.setattr(results, 'save_loss_curves', lambda rows, path: None)
+    args = ['disc_levers', '--data', str(tmp_path), '--runs', str(tmp_path / 'runs'), '--out', str(tmp_path / 'out')]
+    results.main(args + ['--train-only', '2'])
+    table = results.TABLES['disc_levers']
+    assert [c[1] for c in calls] == ['train.py'] and '--config.loss.kind=dice' in calls[0]
+    workdir = tmp_path / 'runs' / results.workdir_name(table, table.runs[2], table.steps)
+    assert json.loads((workdir / 'results_train.json').read_text()) == {'train_seconds': 42.0}
+    assert provenance.trained_at(workdir)[0]['command'].endswith('--config.loss.kind=dice')
+    results.main(args + ['--train-only', '0'])
+    calls.clear()
+    results.main(args + ['--finished-only'])
+    assert [c[1] for c in calls] == ['eval.py', 'eval.py']   # scores runs 0 and 2, trains none
+    report = json.loads((tmp_path / 'out' / 'disc_levers.json').read_text())
+    assert [r['label'] for r in report['rows']] == [table.runs[0].label, table.runs[2].label]
+    assert report['partial'] == f'2 of {len(table.runs)} runs (the finished ones, --finished-only)'
+    with pytest.raises(SystemExit, match='run index 0..4'):
+        results.main(args + ['--train-only', '9'])
+
+
 def test_missing_data_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match='is not a folder'):
         results.main(['drive', '--data', str(tmp_path / 'nowhere')])
