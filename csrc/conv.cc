@@ -1,14 +1,21 @@
-// (Transposed) convolutions with an optional bias: forward, data gradient, weight gradient.
+// (Transposed) convolutions with an optional bias: forward, data gradient, weight gradient, and
+// the forward split in two for inference (pack the kernel, then convolve with the packed one).
 //
 // Key: schema::ConvKey (op, transposed, act_dtype, weight_dtype, layout, bias, then the sizes of
 // input, output and kernel, strides, padding and dilation).
 // Buffers: forward (src, kernel[, bias]) -> dst; data gradient (diff_dst, kernel) -> diff_src;
-// weight gradient (src, diff_dst) -> diff_kernel[, diff_bias]. Activations are NHWC; kernels
-// as JAX holds them, HWIO (kh, kw, Cin, Cout) or, transposed, (kh, kw, Cout, Cin). Kernels are
-// reordered into oneDNN's blocked layouts in the call (converted to bfloat16 on the way when the
-// activations are: `weight_dtype` is the type of the kernel and bias buffers, or of the
-// gradients the weight gradient writes). Activations stay NHWC (layout 1) or are reordered to
-// the layout oneDNN prefers (layout 0): blocked for float32 on AVX-512, NHWC for bf16 on AMX.
+// weight gradient (src, diff_dst) -> diff_kernel[, diff_bias]; pack_kernel (kernel) -> packed
+// (the kernel in the forward primitive's own layout and type, opaque bytes); forward_packed
+// (src, packed[, bias]) -> dst. Activations are NHWC; kernels as JAX holds them, HWIO (kh, kw,
+// Cin, Cout) or, transposed, (kh, kw, Cout, Cin). Kernels are reordered into oneDNN's blocked
+// layouts in the call (converted to bfloat16 on the way when the activations are: `weight_dtype`
+// is the type of the kernel and bias buffers, or of the gradients the weight gradient writes),
+// except by forward_packed, whose kernel pack_kernel reordered once (inference: outside a loop
+// over TTA views, where XLA hoists it). The data gradient cannot share the forward's packed
+// kernel: oneDNN 3.2 runs it only in another layout (the transposed kernel's; given the
+// forward's layout it falls back to its reference kernel). Activations stay NHWC (layout 1) or
+// are reordered to the layout oneDNN prefers (layout 0): blocked for float32 on AVX-512, NHWC for
+// bf16 on AMX.
 #include <stdexcept>
 
 #include "plan.h"
@@ -53,12 +60,26 @@ std::unique_ptr<Plan> Build(const Geometry& g, dnnl::algorithm alg) {
                                    compute_kernel, g.bias ? bias : no_bias, act(dst), strides,
                                    dilates, pad_l, pad_r, attr);
   auto plan = std::make_unique<Plan>();
-  plan->label = static_cast<int>(g.op * 2 + g.transposed);
+  const bool forward = g.op == schema::conv_op::pack_kernel ||
+                       g.op == schema::conv_op::forward_packed;  // timed as the forward
+  plan->label = static_cast<int>((forward ? schema::conv_op::forward : g.op) * 2 + g.transposed);
   switch (g.op) {
+    case schema::conv_op::pack_kernel: {
+      plan->compute_phase = 0;  // a reorder (bench/step_profile.py)
+      dnnl::reorder::primitive_desc pd(eng, user_kernel, eng, fwd.weights_desc(), attr);
+      plan->prim = dnnl::reorder(pd);
+      plan->slots = {MakeSlot(DNNL_ARG_FROM, false, user_kernel),
+                     MakeSlot(DNNL_ARG_TO, true, fwd.weights_desc())};
+      Finish(*plan, pd);
+      return plan;
+    }
     case schema::conv_op::forward:
+    case schema::conv_op::forward_packed:
       plan->prim = Fwd(fwd);
       plan->slots = {MakeSlot(DNNL_ARG_SRC, false, src),
-                     MakeSlot(DNNL_ARG_WEIGHTS, false, user_kernel)};
+                     MakeSlot(DNNL_ARG_WEIGHTS, false,
+                              g.op == schema::conv_op::forward ? user_kernel
+                                                               : fwd.weights_desc())};
       if (g.bias) plan->slots.push_back(MakeSlot(DNNL_ARG_BIAS, false, bias));
       plan->slots.push_back(MakeSlot(DNNL_ARG_DST, true, dst));
       Finish(*plan, fwd);

@@ -162,7 +162,7 @@ void Execute(Plan& plan, const std::vector<void*>& buffers, char* scratch) {
   stream.wait();
   if (g_profile) {
     double* t = g_seconds[plan.label];
-    t[0] += t1 - t0, t[1] += t2 - t1, t[2] += Now() - t2;
+    t[0] += t1 - t0, t[plan.compute_phase] += t2 - t1, t[2] += Now() - t2;
     g_calls[plan.label] += 1;
   }
 }

@@ -42,6 +42,7 @@ struct Plan {
   size_t scratch_offset = 0;
   size_t scratch_bytes = 0;
   int label = 0;
+  int compute_phase = 1;  // where the main primitive's time is counted: 0 for a reorder
   // An optional sum over the rows of slot `sum_src` (viewed as (rows, C)) into slot `sum_dst`,
   // after the main primitive: a matmul ones(1, rows) x src (see conv.cc).
   dnnl::primitive sum;

@@ -28,7 +28,8 @@ from cenet_jax.ops.onednn_loader import DTYPE_CODES
 Pair = tuple[int, int]
 Padding = Sequence[tuple[int, int]]
 
-FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS = range(len(onednn_schema.ENUMS['conv_op']))
+FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS, PACK_KERNEL, FORWARD_PACKED = range(
+    len(onednn_schema.ENUMS['conv_op']))
 BACKWARD = onednn_schema.code('pass', 'backward')  # batch norm and pooling; FORWARD is theirs too
 # Activation layout inside convolution calls: 'nhwc' (as JAX holds them, no reorder) or 'any'
 # (oneDNN's choice, reordered from and to NHWC in the call). Default, as measured
@@ -37,6 +38,10 @@ BACKWARD = onednn_schema.code('pass', 'backward')  # batch norm and pooling; FOR
 # slower kernels). The variable is for measurements.
 LAYOUT_ENV = 'CENET_JAX_ONEDNN_LAYOUT'
 LAYOUTS = {name: onednn_schema.code('layout', name) for name in onednn_schema.ENUMS['layout']}
+# Inference convolutions (outside differentiation) pack their kernel into oneDNN's layout in a
+# call of its own, which XLA hoists out of the loop over TTA views, then convolve with the packed
+# kernel; '0' packs inside every call as training does (for measurements: docs/performance.md).
+PREPACK_ENV = 'CENET_JAX_ONEDNN_PREPACK'
 
 
 def supports(*dtypes) -> bool:
@@ -112,17 +117,40 @@ def conv_key(op: int, spec: ConvSpec, act_dtype, weight_dtype, bias: bool, src_s
         dw=dw)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, spec: ConvSpec) -> jax.Array:
+def prepack() -> bool:
+    """Whether inference convolutions pack their kernels in a call of their own (PREPACK_ENV,
+    read at trace time; default yes)."""
+    text = os.environ.get(PREPACK_ENV, '1').strip()
+    if text not in ('0', '1'):
+        raise ValueError(f'{PREPACK_ENV} must be 0 or 1, got {text!r}')
+    return text == '1'
+
+
+def _conv_forward(x, kernel, bias, spec: ConvSpec, packed: bool) -> jax.Array:
+    """y = x (*) kernel + bias; `packed`: the kernel reordered by a call of its own first."""
     cout = kernel.shape[2 if spec.transposed else 3]
-    key = conv_key(FORWARD, spec, x.dtype, kernel.dtype, bias is not None, x.shape, kernel.shape)
-    inputs = [x, kernel] + ([] if bias is None else [bias.astype(kernel.dtype)])
-    (y,) = _call(key, inputs, [jax.ShapeDtypeStruct((x.shape[0], *spec.out_hw, cout), x.dtype)])
+    key = functools.partial(conv_key, spec=spec, act_dtype=x.dtype, weight_dtype=kernel.dtype,
+                            bias=bias is not None, src_shape=x.shape, kernel_shape=kernel.shape)
+    bias = [] if bias is None else [bias.astype(kernel.dtype)]
+    if packed:
+        pack = key(PACK_KERNEL)
+        (kernel,) = _call(pack, [kernel], [jax.ShapeDtypeStruct(
+            (onednn_loader.output_bytes(pack)[0],), jnp.uint8)])
+    (y,) = _call(key(FORWARD_PACKED if packed else FORWARD), [x, kernel, *bias],
+                 [jax.ShapeDtypeStruct((x.shape[0], *spec.out_hw, cout), x.dtype)])
     return y
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _conv(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, spec: ConvSpec) -> jax.Array:
+    # Not differentiated: inference, where the kernel is the same for every call of a loop.
+    return _conv_forward(x, kernel, bias, spec, packed=prepack())
+
+
 def _conv_fwd(x, kernel, bias, spec):
-    return _conv(x, kernel, bias, spec), (x, kernel, bias)
+    # Training: the kernel changes every step and the data gradient needs it in another layout
+    # anyway (csrc/conv.cc), so the forward reorders it inside its call.
+    return _conv_forward(x, kernel, bias, spec, packed=False), (x, kernel, bias)
 
 
 def _conv_bwd(spec, residuals, g):

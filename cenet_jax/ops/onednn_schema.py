@@ -48,7 +48,8 @@ FIELDS: Mapping[str, tuple[str, ...]] = {
 ENUMS: Mapping[str, tuple[str, ...]] = {
     'operation': tuple(FIELDS),
     'dtype': ('float32', 'bfloat16'),
-    'conv_op': ('forward', 'backward_data', 'backward_weights'),
+    # pack_kernel: the kernel into the forward's own layout; forward_packed: the forward on it
+    'conv_op': ('forward', 'backward_data', 'backward_weights', 'pack_kernel', 'forward_packed'),
     'pass': ('forward', 'backward'),  # batch_norm's and max_pool's `op`
     'layout': ('any', 'nhwc'),        # conv activations: oneDNN's choice, or NHWC as JAX holds them
 }

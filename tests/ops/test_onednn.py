@@ -14,7 +14,7 @@ import pytest
 from cenet_jax.errors import ConfigError
 from cenet_jax import ops
 from cenet_jax.models import build_model, reference_config
-from cenet_jax.ops import batch_norm, dispatch, onednn, onednn_loader
+from cenet_jax.ops import batch_norm, dispatch, onednn, onednn_loader, onednn_schema
 
 from .test_conv_impl import CONV_CASES, TRANSPOSE_CASES
 
@@ -102,6 +102,74 @@ def test_bfloat16_against_float32(case):
     for name, a, b in zip(('output', 'input gradient', 'kernel gradient', 'bias gradient'),
                           got, ref):
         assert _rel(a, b) < BFLOAT16_TOLERANCE, f'{name}: {_rel(a, b):.1e}'
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+@pytest.mark.parametrize('case', ['3x3 Winograd gradient', 'head 4x4/2 p1'])
+def test_inference_with_a_prepacked_kernel_is_the_training_forward(case, dtype):
+    """Outside differentiation the kernel is packed by a call of its own and the convolution
+    runs on the packed kernel: the same result, bit for bit, as the training forward (the kernel
+    reordered inside the call), and as with prepacking off."""
+    args, make = (_conv_case if case in CONV_CASES else _transpose_case)(case, True)
+    x, k, b = (jnp.asarray(a, jnp.float32) for a in args)
+    fn = make('onednn')
+
+    def infer(x, k, b):
+        return fn(x.astype(dtype), k, b)
+
+    packed = jax.jit(infer)
+    assert 'pack' in _conv_ops(packed, x, k, b)
+    training_forward = jax.jit(lambda *a: jax.vjp(infer, *a)[0])(x, k, b)
+    np.testing.assert_array_equal(packed(x, k, b), training_forward)
+
+
+def _conv_ops(fn, *args) -> list[str]:
+    """The oneDNN convolution ops (conv_op names) of fn's lowered calls, in order."""
+    text = fn.lower(*args).as_text()
+    ops_ = []
+    for line in text.splitlines():
+        if 'cenet_onednn' in line and 'key = dense<[' in line:
+            key = [int(v) for v in line.split('key = dense<[')[1].split(']')[0].split(',')]
+            operation, fields = onednn_schema.unpack(key)
+            if operation == 'conv':
+                ops_.append(onednn_schema.ENUMS['conv_op'][fields['op']].split('_')[0])
+    return ops_
+
+
+def test_tta_packs_each_kernel_once_outside_the_loop_over_views(monkeypatch):
+    """In a TTA prediction (8 views through the model in a lax.map) every kernel is packed once,
+    in the entry computation, not once per view; PREPACK_ENV=0 packs inside every call."""
+    from cenet_jax.evaluation import make_predict_fn
+    from cenet_jax.models.layers import Conv
+
+    model = Conv(4, 3, 1, 1, conv_impl='onednn')
+    x = np.random.default_rng(0).standard_normal((2, 16, 16, 3)).astype(np.float32)
+    variables = model.init(jax.random.key(0), x)
+
+    def where_the_packs_run(fn) -> dict[str, int]:
+        hlo = fn.lower(variables, x).compile().as_text()
+        places, computation = {}, None
+        for line in hlo.splitlines():
+            if line and not line.startswith(' ') and line.rstrip().endswith('{'):
+                computation = 'entry' if line.startswith('ENTRY') else 'loop body or other'
+            if 'cenet_onednn' in line and 'key = dense<[' in line:
+                key = [int(v) for v in line.split('key = dense<[')[1].split(']')[0].split(',')]
+                op = onednn_schema.unpack(key)[1]['op']
+                name = f'{onednn_schema.ENUMS["conv_op"][op]} in {computation}'
+                places[name] = places.get(name, 0) + 1
+        return places
+
+    def traced_now():  # a new jitted function, traced with the environment of now
+        predict = make_predict_fn(lambda x, v: model.apply(v, x), tta='d8')
+        return jax.jit(lambda v, x: predict(x, v))
+
+    assert where_the_packs_run(traced_now()) == {
+        'pack_kernel in entry': 1, 'forward_packed in loop body or other': 1}
+    monkeypatch.setenv(onednn.PREPACK_ENV, '0')
+    assert where_the_packs_run(traced_now()) == {'forward in loop body or other': 1}
+    monkeypatch.setenv(onednn.PREPACK_ENV, 'yes')
+    with pytest.raises(ValueError, match=onednn.PREPACK_ENV):
+        onednn.prepack()
 
 
 @pytest.mark.parametrize('relu', [False, True], ids=['bn', 'bn+relu'])
