@@ -100,7 +100,7 @@ void Conv(dt d, int n, int ic, int oc, int h, int k, int s) {
                                                   fwd.src_desc(), any_kernel, fwd.dst_desc(), S,
                                                   D, P, P, fwd);
   std::printf("conv %s n%d %d->%d %dpx k%d s%d\n", Name(d), n, ic, oc, h, k, s);
-  std::printf("  forward %s, kernel layout of the forward vs the input gradient: %s\n",
+  std::printf("  forward %s, input gradient %s (ONEDNN_VERBOSE=1 shows their kernel layouts)\n",
               fwd.impl_info_str(), bwd_d.impl_info_str());
   memory x(fwd.src_desc(), eng), y(fwd.dst_desc(), eng), w_user(hwio, eng);
   memory w_fwd(fwd.weights_desc(), eng), w_bwd(bwd_d.weights_desc(), eng);
