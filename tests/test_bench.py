@@ -175,3 +175,31 @@ def test_alternating_smoke_run(vs_torch: bool, tmp_path: Path) -> None:
         assert len(row['ratio_torch']['rounds']) == 2
         assert row['verdict'] in ('met', 'missed', 'not decided')
         assert 'verdict |' in proc.stdout
+
+
+def test_ab_settings_alternation_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/ab.py: each variant is built (traced) under its own settings, which are restored
+    after; timed calls alternate A B, B A, ...; a malformed setting is an error."""
+    from bench import ab
+
+    assert ab.parse_settings('') == {}
+    assert ab.parse_settings('X_A=1 X_B=') == {'X_A': '1', 'X_B': ''}
+    with pytest.raises(SystemExit, match='NAME=VALUE'):
+        ab.parse_settings('X_A')
+    monkeypatch.setenv('CENET_AB_TEST', 'outer')
+    calls: list[str] = []
+
+    class Case:
+        def __init__(self) -> None:
+            self.setting = os.environ.get('CENET_AB_TEST')
+
+        def run(self) -> None:
+            calls.append(self.setting)
+
+    monkeypatch.setattr(ab, 'jax_case', lambda case, impl: Case())
+    times = ab.in_process('train_b1_64_f32', 'onednn', {'A': {'CENET_AB_TEST': 'a'},
+                                                         'B': {'CENET_AB_TEST': 'b'}},
+                          pairs=3, warmup=1)
+    assert os.environ['CENET_AB_TEST'] == 'outer'
+    assert calls == ['a', 'a', 'b', 'b'] + ['a', 'b', 'b', 'a', 'a', 'b']
+    assert [len(t) for t in times.values()] == [3, 3]
