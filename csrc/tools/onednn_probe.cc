@@ -6,7 +6,7 @@
 //     each timed against the layouts oneDNN picks, median of 5 runs (ms).
 // Build and run from the checkout, in its venv, after `pip install onednn-devel-cpu-gomp==2023.2.0`
 // (the headers):
-//   g++ -O2 -std=c++17 bench/onednn_probe.cc -I.venv/include -L.venv/lib -ldnnl
+//   g++ -O2 -std=c++17 csrc/tools/onednn_probe.cc -I.venv/include -L.venv/lib -ldnnl
 //       -Wl,-rpath,$PWD/.venv/lib -o /tmp/onednn_probe && OMP_NUM_THREADS=2 /tmp/onednn_probe
 #include <algorithm>
 #include <chrono>
