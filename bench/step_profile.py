@@ -52,7 +52,12 @@ def onednn_part(key: list[int]) -> str:
     operation, fields = onednn_schema.unpack(key)
     if operation != 'conv':  # batch norm, pooling
         return ELEMENTWISE
-    return TRANSPOSED if fields['transposed'] else CONV_OPS[fields['op']]
+    if fields['transposed']:
+        return TRANSPOSED
+    # Inference's kernel pack and packed forward count as the forward (the pack's time is the
+    # extension's reorder phase of the forward, moved to the reorders by jax_profile).
+    op = onednn_schema.ENUMS['conv_op'][fields['op']]
+    return CONV_OPS[0 if op in ('pack_kernel', 'forward_packed') else fields['op']]
 
 
 def label_part(label: str) -> str:
