@@ -28,8 +28,9 @@ CONV_IMPLS = ('xla', 'matmul', 'onednn', 'auto')
 
 def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
     """'auto' -> 'onednn' on CPU where the extension loads (else 'matmul', with one log line
-    saying why), 'xla' on GPU/TPU (cuDNN, TPU convolutions). On several CPU devices the onednn
-    calls run per shard under the mesh set with `jax.set_mesh` (`per_shard`). An explicit
+    saying why), 'xla' on GPU/TPU (cuDNN, TPU convolutions). On several CPU devices of one process
+    the onednn calls run per shard under the mesh set with `jax.set_mesh` (`per_shard`); with
+    several processes 'auto' keeps 'matmul' (a two-process run crashed with onednn). An explicit
     'onednn' that cannot run is a ConfigError that says why."""
     if impl not in CONV_IMPLS:
         raise ValueError(f'model.conv_impl must be one of {CONV_IMPLS}, got {impl!r}')
@@ -45,6 +46,10 @@ def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
         return impl
     if backend != 'cpu':
         return 'xla'
+    if jax.process_count() > 1:   # the per-shard oneDNN path is tested on one process's devices only
+        _log_fallback_once(f'{jax.process_count()} processes: oneDNN runs per shard on the devices of '
+                           'one process only (tests/ops/test_onednn_mesh.py); set model.conv_impl=onednn to try it')
+        return 'matmul'
     reason = onednn_loader.unavailable_reason()
     if reason is None:
         return 'onednn'
