@@ -122,11 +122,14 @@ LEVERS = (Run('CPU recipe: Dice + CE, 1000 steps, 192 px patches of 576 px, lr 1
           Run('3000 steps', overrides=LEVER_BASE, steps=CHOSEN_STEPS),
           Run('combined: lr 2e-3, 768 px, 3000 steps', overrides=LEVER_BASE + CHOSEN_LEVERS, steps=CHOSEN_STEPS))
 
-# Drishti-GS1 optic disc and cup: the CPU recipe on the 800 px disc crop at 256 px, bf16, for the
-# paper's 100 epochs (625 steps of 8 of the 50 training images). The recipe is chosen on 10 of the
-# 50 training images (a seeded 20 % holdout; `disc_levers`), never on the 51 test images.
+# Drishti-GS1 optic disc and cup: the CPU recipe on the 800 px disc crop at 256 px, bf16. The
+# recipe is chosen on 10 of the 50 training images (a seeded 20 % holdout; `disc_levers`, from the
+# paper's 100 epochs: 625 steps of 8 of the 50 images), never on the 51 test images. Chosen there:
+# 1250 steps (200 epochs), the one lever that brought the CDR error under 0.08 (0.063 against
+# 0.107) with disc Dice better on 9 of the 10 images; 384 px, the Dice loss alone and U-Net did not.
 DISC_CONFIG = 'configs/drishti_cpu.py'
-DISC_STEPS = 625
+DISC_LEVER_STEPS = 625   # the levers' starting point: 100 epochs
+DISC_STEPS = 2 * DISC_LEVER_STEPS   # the chosen recipe: 200 epochs
 DISC_VARIANTS = ABLATION_VARIANTS[:3]   # CE-Net, Backbone, U-Net
 DISC_PAPER_ROWS = ('U-Net', 'M-Net', 'DeepDisc', 'CE-Net')
 DISC_LEVERS = (Run('CPU recipe: Dice + CE, 256 px of the 800 px crop, lr 1e-3, 625 steps (100 epochs)',
@@ -135,7 +138,7 @@ DISC_LEVERS = (Run('CPU recipe: Dice + CE, 256 px of the 800 px crop, lr 1e-3, 6
                Run('loss: Dice (the paper\'s)', overrides=LEVER_BASE + ('loss.kind=dice',)),
                Run('resolution 384 px', overrides=LEVER_BASE + ('data.image_size=(384, 384)',
                                                                 'data.crop_size=(384, 384)')),
-               Run('1250 steps', overrides=LEVER_BASE, steps=2 * DISC_STEPS))
+               Run('1250 steps', overrides=LEVER_BASE, steps=2 * DISC_LEVER_STEPS))
 
 TABLES = {
     'drive': Table('DRIVE retinal vessels (paper Table II)', 'configs/drive_cpu.py',
@@ -166,16 +169,16 @@ TABLES = {
                                tta=('d8',), threshold_split='train', paper_rows=('CE-Net',),
                                versus_paper='CE-Net'),
     'disc_levers': Table('Drishti-GS1 recipe levers, one at a time from the CPU recipe, scored on 10 held-out '
-                         'training images (bf16 compute)', DISC_CONFIG, DISC_LEVERS, tta=('d8',), steps=DISC_STEPS,
+                         'training images (bf16 compute)', DISC_CONFIG, DISC_LEVERS, tta=('d8',), steps=DISC_LEVER_STEPS,
                          split='val', per_image_changes=True, paper_table=('disc_cup', 'ORIGA')),
     'drishti': Table('Drishti-GS1 optic disc and cup, official 51 test images: CE-Net, Backbone and U-Net from '
-                     'random weights, 3 seeds (CPU recipe, 625 steps, bf16 compute)', DISC_CONFIG,
+                     'random weights, 3 seeds (CPU recipe, 1250 steps chosen on held-out images, bf16 compute)', DISC_CONFIG,
                      tuple(Run(label, variant, seed, BF16) for seed in ABLATION_SEEDS
                            for label, variant in DISC_VARIANTS),
                      tta=('d8', 'none'), steps=DISC_STEPS, paper_rows=DISC_PAPER_ROWS,
                      paper_table=('disc_cup', 'ORIGA')),
     'ablation_disc': Table('Table VI on the optic disc (Drishti-GS1 test images, disc E), 3 seeds (CPU recipe, '
-                           '625 steps, bf16 compute)', DISC_CONFIG,
+                           '1250 steps, bf16 compute)', DISC_CONFIG,
                            tuple(Run(label, variant, seed, BF16) for seed in ABLATION_SEEDS
                                  for label, variant in ABLATION_VARIANTS),
                            tta=('d8',), steps=DISC_STEPS,

@@ -58,7 +58,8 @@ def uncertainty_lines(rows: Sequence[Row], key: str) -> list[str]:
     if not runs:
         return []
     lines = [f'TTA uncertainty ({key}: the per-pixel std of the views\' probabilities against the per-pixel '
-             'error at the scored threshold, inside the FOV):', '',
+             'error at the scored threshold, inside the FOV where the set has one, else over the '
+             'whole image the model saw: the disc crop for the disc sets):', '',
              '| run | seed | AUC of std vs error, pooled (bound) | the same AUC per image | mean std per image | '
              'mean std, wrong / right pixels | wrong pixels among the 5 % most uncertain | wrong / all pixels |',
              '|---|---|---|---|---|---|---|---|']

@@ -48,7 +48,7 @@ log = logging.getLogger('cenet_jax')
 
 
 class NonFiniteLossError(CenetError, FloatingPointError):
-    """The training loss became NaN or Inf."""
+    """The training loss or the gradient norm became NaN or Inf."""
 
 
 def total_train_steps(config: ml_collections.ConfigDict, num_examples: int) -> tuple[int, int]:
@@ -196,7 +196,8 @@ def _drain(pending: list[tuple[int, dict[str, Any]]], ckpt: Checkpoints) -> dict
             where = (f'the last good checkpoint (step {last}) is kept in '
                      f'{ckpt.latest.directory}' if last is not None else 'no checkpoint was saved')
             raise NonFiniteLossError(
-                f'training loss became {float(m["loss"])} at step {step}; training stopped and '
+                f'training loss became {float(m["loss"])} (gradient norm {float(m["grad_norm"])}) '
+                f'at step {step}; training stopped and '
                 f'{where}. Try a lower --config.optim.lr or check the input data.')
     pending.clear()
     return {k: float(np.mean([m[k] for m in host])) for k in ('loss', 'grad_norm')}

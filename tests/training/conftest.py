@@ -1,7 +1,13 @@
-"""Small training configs shared by the training tests (64 px, ResNet-18, synthetic disc)."""
+"""Small training configs shared by the training tests (64 px, ResNet-18, synthetic disc), and a
+one-device mesh for the tests that check the loop rather than the sharding."""
+import contextlib
+from collections.abc import Iterator
+
+import jax
 import ml_collections
 import pytest
 
+from cenet_jax import parallel
 from cenet_jax.config_utils import update_fields
 from configs import demo
 
@@ -28,3 +34,24 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
 @pytest.fixture
 def make_config():
     return tiny_config
+
+
+@contextlib.contextmanager
+def one_device_mesh() -> Iterator[None]:
+    """`parallel.make_mesh()` over the first device only, while inside.
+
+    The test session has 4 CPU devices on CI's 2 cores; a step sharded over 4 of them compiles
+    and runs about 1.5x slower than on one. Tests of the loop itself (resume, signals, errors,
+    validation metrics) train on one device; the 4-device loop is covered by test_loop's demo
+    run, test_parallel, tests/ops/test_onednn_mesh.py and the two-process test."""
+    real = parallel.make_mesh
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parallel, 'make_mesh', lambda devices=None: real(devices or jax.devices()[:1]))
+        yield
+
+
+@pytest.fixture
+def one_device() -> Iterator[None]:
+    """The test trains on one device (see `one_device_mesh`)."""
+    with one_device_mesh():
+        yield

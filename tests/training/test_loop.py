@@ -152,7 +152,7 @@ def test_eval_without_checkpoints_is_a_clear_error(tmp_path):
     assert 'Traceback' not in run.stderr
 
 
-def test_resume_is_bit_identical(tmp_path):
+def test_resume_is_bit_identical(tmp_path, one_device):
     config = tiny_config()
     straight = loop.train_and_evaluate(config, tmp_path / 'straight')
     first = loop.train_and_evaluate(config, tmp_path / 'resumed', stop_at_step=3)
@@ -177,7 +177,7 @@ def _on_batch(monkeypatch, call: int, action):
     monkeypatch.setattr(loop.parallel, 'global_batch', wrapped)
 
 
-def test_sigterm_saves_and_exits(tmp_path, monkeypatch):
+def test_sigterm_saves_and_exits(tmp_path, one_device, monkeypatch):
     def sigterm(local):
         os.kill(os.getpid(), signal.SIGTERM)
         return local
@@ -190,7 +190,7 @@ def test_sigterm_saves_and_exits(tmp_path, monkeypatch):
     ckpt.close()
 
 
-def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, one_device, monkeypatch):
     _on_batch(monkeypatch, 5, lambda local: {**local, 'image': np.full_like(local['image'], np.nan)})
     with pytest.raises(loop.NonFiniteLossError, match='at step 5') as err:
         loop.train_and_evaluate(tiny_config(checkpoint_every_steps=2), tmp_path)
@@ -218,7 +218,7 @@ def test_unknown_config_key_is_rejected(tmp_path):
     assert 'learning_rate' in run.stderr
 
 
-def test_unknown_best_metric_is_rejected(tmp_path):
+def test_unknown_best_metric_is_rejected(tmp_path, one_device):
     config = tiny_config(num_train_steps=1, eval_every_steps=1, best_metric='accuracy')
     with pytest.raises(ConfigError, match='best_metric'):
         loop.train_and_evaluate(config, tmp_path)
@@ -277,7 +277,7 @@ def _shrink_to_two_steps(config) -> None:
     config.model.num_classes = num_classes
 
 
-def test_oct_softmax_training_validates_boundary_mae(tmp_path):
+def test_oct_softmax_training_validates_boundary_mae(tmp_path, one_device):
     from configs import oct as oct_config
 
     config = oct_config.get_config()
@@ -299,7 +299,7 @@ ISBI = REPO.parent / 'shared' / 'datasets' / 'ISBI2012_EM'
 
 
 @pytest.mark.skipif(not ISBI.is_dir(), reason=f'ISBI 2012 not found at {ISBI} (../shared/datasets)')
-def test_isbi_training_validates_rand_and_info(tmp_path):
+def test_isbi_training_validates_rand_and_info(tmp_path, one_device):
     from configs import isbi
 
     config = isbi.get_config()
