@@ -51,6 +51,21 @@ class NonFiniteLossError(CenetError, FloatingPointError):
     """The training loss or the gradient norm became NaN or Inf."""
 
 
+def check_num_classes(config: ml_collections.ConfigDict) -> None:
+    """ConfigError unless the model's output channels fit the label classes: a binary task
+    (data.num_classes 2) takes 1 (sigmoid) or 2 (softmax) channels, K > 2 classes take K.
+    A config file sets both; a command line that changes one alone would otherwise train an
+    extra, never-labelled channel (or lose a class) without a word."""
+    classes, channels = int(config.data.num_classes), int(config.model.num_classes)
+    allowed = (1, 2) if classes == 2 else (classes,)
+    if channels not in allowed:
+        raise ConfigError(
+            f'config.model.num_classes={channels} does not fit config.data.num_classes={classes}: '
+            f'the model needs {" or ".join(map(str, allowed))} output channels'
+            f'{" (binary: 1 = sigmoid, 2 = softmax)" if classes == 2 else ""}; set '
+            f'--config.model.num_classes={allowed[0]} with --config.data.num_classes={classes}.')
+
+
 def total_train_steps(config: ml_collections.ConfigDict, num_examples: int) -> tuple[int, int]:
     """(total steps, steps per epoch): num_train_steps if > 0, else epochs x (examples // batch)."""
     steps_per_epoch = max(num_examples // config.batch_size, 1)
@@ -271,6 +286,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
     parallel.check_batch_size(config.batch_size, mesh)
     check_grad_accum(int(config.grad_accum_steps), config.batch_size, mesh.devices.size)
     check_ema_decay(float(config.ema_decay))
+    check_num_classes(config)
     if config.best_mode not in ('max', 'min'):
         raise ConfigError(f"config.best_mode must be 'max' or 'min', got {config.best_mode!r}")
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoints)

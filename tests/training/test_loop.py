@@ -210,6 +210,24 @@ def test_batch_not_divisible_by_devices(tmp_path):
         loop.train_and_evaluate(tiny_config(batch_size=6), tmp_path)
 
 
+@pytest.mark.parametrize('data_classes, model_classes', [(10, 11), (3, 1), (2, 3)])
+def test_model_classes_that_do_not_fit_the_labels_stop_before_any_work(tmp_path, data_classes,
+                                                                        model_classes):
+    """`--config.data.num_classes=10` on an 11-class OCT config (the model keeps 11 channels)."""
+    config = tiny_config()
+    config.data.num_classes, config.model.num_classes = data_classes, model_classes
+    with pytest.raises(ConfigError, match=rf'model\.num_classes={model_classes} does not fit '
+                                          rf'config\.data\.num_classes={data_classes}') as err:
+        loop.train_and_evaluate(config, tmp_path / 'run')
+    assert f'--config.model.num_classes={1 if data_classes == 2 else data_classes}' in str(err.value)
+    assert not (tmp_path / 'run' / 'checkpoints').exists()
+
+
+def test_a_binary_task_trains_a_sigmoid_or_a_two_class_softmax():
+    for channels in (1, 2):
+        loop.check_num_classes(tiny_config(**{'model.num_classes': channels}))
+
+
 def test_unknown_config_key_is_rejected(tmp_path):
     run = subprocess.run([sys.executable, 'train.py', '--config', 'configs/demo.py',
                           '--workdir', str(tmp_path), '--config.optim.learning_rate=0.1'],
