@@ -55,3 +55,11 @@ def one_device() -> Iterator[None]:
     """The test trains on one device (see `one_device_mesh`)."""
     with one_device_mesh():
         yield
+
+
+@pytest.fixture(scope='module')
+def one_device_module() -> Iterator[None]:
+    """Every test of the module trains on one device, its module-scoped runs included (use with
+    `pytestmark = pytest.mark.usefixtures('one_device_module')`)."""
+    with one_device_mesh():
+        yield

@@ -17,16 +17,13 @@ from cenet_jax.evaluation.run import load_variables_for_eval, predict_folder
 from cenet_jax.models import build_model
 from cenet_jax.training import loop
 from cenet_jax.training.state import make_optimizer
-from tests.training.conftest import one_device_mesh, tiny_config
+from tests.training.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_device():
-    """Every run of this module trains on one device (tests of the loop, not of the sharding)."""
-    with one_device_mesh():
-        yield
+# Every run of this module trains on one device (tests of the loop, not of the sharding).
+pytestmark = pytest.mark.usefixtures('one_device_module')
 
 
 def fine_tuning_config():
