@@ -271,12 +271,23 @@ def wall_time_line(result: dict[str, Any]) -> str:
     runs = [r for r in result['rows'] if r['workdir']]
     seconds = [r['train_seconds'] for r in runs if r['train_seconds'] is not None]
     reused = sum(bool(r.get('reused')) for r in runs)
+    estimated = sum(bool(r.get('train_seconds_estimated')) for r in runs)
     line = f'- wall time of this invocation: {result["wall_minutes"]:.1f} min'
     if seconds:
         line += f'; training of its {len(runs)} runs: {sum(seconds) / 60:.1f} min'
     if reused:
         line += f' ({reused} trained by an earlier invocation and reused)'
+    if estimated:
+        line += (f'; {estimated} of the times (marked ≈) are estimates: the run resumed after an interrupted, '
+                 'untimed invocation, and its timed part is scaled to all its steps')
     return line
+
+
+def train_minutes_cell(row: dict[str, Any]) -> str:
+    """A run's training minutes for a table cell: '≈' marks an estimate (see record_train_segment)."""
+    if row['train_seconds'] is None:
+        return 'n/a'
+    return ('≈' if row.get('train_seconds_estimated') else '') + f'{row["train_seconds"] / 60:.1f}'
 
 
 def runs_evals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -335,7 +346,7 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
                 cells += [format_value(best.get(m), best.get(m + '_std')) + (f' (t={best[m + "_threshold"]})'
                                                                           if m + '_threshold' in best else '')
                           for m in ('v_rand', 'v_info')]
-            cells.append(f'{row["train_seconds"] / 60:.1f}' if row['train_seconds'] is not None else 'n/a')
+            cells.append(train_minutes_cell(row))
             lines.append('| ' + ' | '.join(cells) + ' |')
     task, key = table.paper_table
     paper = TASKS[task].paper[key]
@@ -508,11 +519,32 @@ def train_run(table: Table, run: Run, workdir: Path, data: str, fresh: bool) -> 
     if finished_training(workdir):
         return 0.0, True
     command = train_command(table, run, workdir, data, table.steps)
-    provenance.record_training(workdir, command, max((int(s) for s in before if s.isdigit()), default=0))
+    from_step = max((int(s) for s in before if s.isdigit()), default=0)
+    provenance.record_training(workdir, command, from_step)
     seconds = run_logged(command, workdir / 'results_log.txt')
-    if not before:
-        (workdir / 'results_train.json').write_text(json.dumps({'train_seconds': seconds}) + '\n')
+    record_train_segment(workdir, from_step, seconds)
     return seconds, bool(before) and checkpoint_steps(workdir) == before   # train.py had nothing to do
+
+
+def record_train_segment(workdir: Path, from_step: int, seconds: float) -> dict[str, Any]:
+    """Add one finished train.py invocation (from `from_step` to the run's last step) to the run's
+    results_train.json: `train_seconds` is the sum when the timed invocations cover the run from step
+    0, else an estimate from the timed steps (a run resumed after an untimed, interrupted invocation),
+    flagged `train_seconds_estimated`."""
+    path = workdir / 'results_train.json'
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    total = json.loads((workdir / 'config.json').read_text())['num_train_steps']
+    segments = recorded.get('segments') or ([{'from_step': 0, 'to_step': total, 'seconds': recorded['train_seconds']}]
+                                            if 'train_seconds' in recorded else [])
+    segments.append({'from_step': from_step, 'to_step': total, 'seconds': seconds})
+    timed = sum(s['seconds'] for s in segments)
+    if min(s['from_step'] for s in segments) == 0:
+        result = {'train_seconds': timed, 'segments': segments}
+    else:
+        steps = total - min(s['from_step'] for s in segments)
+        result = {'train_seconds': timed * total / steps, 'train_seconds_estimated': True, 'segments': segments}
+    path.write_text(json.dumps(result) + '\n')
+    return result
 
 
 def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: bool,
@@ -545,9 +577,10 @@ def train_and_score(table: Table, run: Run, workdir: Path, data: str, fresh: boo
         value = threshold['chosen_threshold']
         score(threshold_key(tta, value, table.threshold_split), eval_command(workdir, tta, table.split, value),
               workdir / 'eval' / f'{table.split}_{tta}_t{value:.2f}' / 'metrics.json')
-    recorded = json.loads(timing.read_text())['train_seconds'] if timing.exists() else known_seconds
+    timed = json.loads(timing.read_text()) if timing.exists() else {'train_seconds': known_seconds}
     row = {'label': run.label, 'variant': run.variant, 'seed': run.seed, 'workdir': str(workdir),
-           'train_seconds': recorded, 'reused': complete_before, 'eval_seconds': eval_seconds,
+           'train_seconds': timed['train_seconds'], 'train_seconds_estimated': timed.get('train_seconds_estimated', False),
+           'reused': complete_before, 'eval_seconds': eval_seconds,
            'config': run_config_summary(workdir), 'evals': evals, 'train_command': shlex.join(command),
            'trained_at': provenance.trained_at(workdir), 'eval_commands': commands,
            'speed': run_facts.logged_speed(workdir)}

@@ -67,6 +67,7 @@ def seed_summary(rows: Sequence[Row], key: Key, metrics: Sequence[str]) -> list[
                 entry['metrics'][metric] = mean_std(values)
         minutes = [r['train_seconds'] / 60 for r in group if r.get('train_seconds') is not None]
         entry['train_minutes'] = statistics.fmean(minutes) if minutes else None
+        entry['train_minutes_estimated'] = any(r.get('train_seconds_estimated') for r in group)
         summary.append(entry)
     return summary
 
@@ -115,7 +116,8 @@ def markdown(rows: Sequence[Row], key: Key, metrics: Sequence[str], names: dict[
         for metric in metrics:
             m = entry['metrics'].get(metric)
             cells.append('n/a' if m is None else _mean_std(m))
-        cells.append('n/a' if entry['train_minutes'] is None else f'{entry["train_minutes"]:.1f}')
+        cells.append('n/a' if entry['train_minutes'] is None
+                     else ('≈' if entry.get('train_minutes_estimated') else '') + f'{entry["train_minutes"]:.1f}')
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines += ['', 'Std: sample std (n - 1) over seeds of each run\'s per-image mean.']
     if len(summary) < 2:

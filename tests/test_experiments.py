@@ -207,7 +207,8 @@ def test_train_only_trains_one_run_and_finished_only_scores_the_finished_ones(tm
     table = results.TABLES['disc_levers']
     assert [c[1] for c in calls] == ['train.py'] and '--config.loss.kind=dice' in calls[0]
     workdir = tmp_path / 'runs' / results.workdir_name(table, table.runs[2], table.steps)
-    assert json.loads((workdir / 'results_train.json').read_text()) == {'train_seconds': 42.0}
+    assert json.loads((workdir / 'results_train.json').read_text()) == {
+        'train_seconds': 42.0, 'segments': [{'from_step': 0, 'to_step': 625, 'seconds': 42.0}]}
     assert provenance.trained_at(workdir)[0]['command'].endswith('--config.loss.kind=dice')
     results.main(args + ['--train-only', '0'])
     calls.clear()
@@ -764,3 +765,20 @@ def test_fov_agreement_report_scores_each_split_of_drive(tmp_path):
     text = (tmp_path / 'out' / 'fov_drive.md').read_text()
     assert '| test | 3 |' in text and 'fov_agreement.py --data' in text
     assert json.loads((tmp_path / 'out' / 'fov_drive.json').read_text())['splits'] == result['splits']
+
+
+def test_a_resumed_run_s_training_time_is_an_estimate_from_its_timed_steps_and_says_so(tmp_path):
+    """A run whose first invocation was cut off (no time recorded) and then resumed at step 600 of
+    1250 gets the resumed part's seconds scaled to all its steps, flagged; a run timed from step 0
+    gets the plain sum."""
+    (tmp_path / 'config.json').write_text(json.dumps({'num_train_steps': 1250}))
+    recorded = results.record_train_segment(tmp_path, 600, 650.0)
+    assert recorded['train_seconds'] == pytest.approx(1250.0) and recorded['train_seconds_estimated']
+    row = {'train_seconds': recorded['train_seconds'], 'train_seconds_estimated': True}
+    assert results.train_minutes_cell(row) == '≈20.8'
+    whole = tmp_path / 'whole'
+    whole.mkdir()
+    (whole / 'config.json').write_text(json.dumps({'num_train_steps': 1250}))
+    assert results.record_train_segment(whole, 0, 1500.0) == {
+        'train_seconds': 1500.0, 'segments': [{'from_step': 0, 'to_step': 1250, 'seconds': 1500.0}]}
+    assert results.train_minutes_cell({'train_seconds': 1500.0}) == '25.0'
