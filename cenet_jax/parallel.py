@@ -1,6 +1,7 @@
 """Device mesh, shardings and hosts: data parallelism over every device of every host.
 
-Training and prediction both use it, so it sits below both (it imports only `errors`)."""
+Training and prediction both use it, so it sits below both (it imports only `errors`, and
+orbax's process barrier when several processes train)."""
 from __future__ import annotations
 
 import functools
@@ -58,6 +59,23 @@ def on_mesh(fn: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
         with jax.set_mesh(mesh):
             return fn(*args, **kwargs)
     return call
+
+
+# How long a process waits for the others to finish compiling (slow hosts, cold caches).
+COMPILE_BARRIER_TIMEOUT_S = 1800
+
+
+def compile_on_every_process(jitted: Any, mesh: Mesh, *args: Any, what: str) -> None:
+    """Several processes: compile `jitted` for `args` here, then wait until every process has
+    (a barrier of the distributed runtime, not a collective). CPU collectives (gloo) give a peer
+    30 s to reach a program's first collective, so a host that compiles more slowly than that
+    would otherwise fail the run. One process: nothing to do (the first call compiles)."""
+    if jax.process_count() == 1:
+        return
+    from orbax.checkpoint import multihost   # the barrier orbax's checkpoints use
+    with jax.set_mesh(mesh):
+        jitted.lower(*args).compile()   # the jitted function's later calls reuse this executable
+    multihost.get_barrier_sync_fn()(key=f'compiled {what}', timeout_ms=COMPILE_BARRIER_TIMEOUT_S * 1000)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

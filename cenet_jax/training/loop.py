@@ -331,9 +331,10 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
     best_value = None if best_meta is None else best_meta.get(config.best_metric)
 
     state_sharding = parallel.replicated(mesh)
-    step_fn = parallel.on_mesh(jax.jit(
+    jitted_step = jax.jit(
         make_step(config, model, tx), in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
-        out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0), mesh)
+        out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
+    step_fn = parallel.on_mesh(jitted_step, mesh)
 
     val_records = validation_records(config)
     predictor = None
@@ -358,6 +359,8 @@ def _train(config: ml_collections.ConfigDict, workdir: Path, ckpt: Checkpoints, 
     with _Preemption() as preemption, _stopping(profiler):
         while step < total_steps:
             batch = parallel.global_batch(next(train_iter), mesh)
+            if not first_step_done:   # hosts start the step's collectives together
+                parallel.compile_on_every_process(jitted_step, mesh, state, batch, what='the train step')
             profiler.before_step(step + 1)
             state, metrics = step_fn(state, batch)
             step += 1

@@ -17,14 +17,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_train_and_agree(tmp_path):
+def test_two_processes_train_and_agree_when_one_starts_late(tmp_path):
+    """Process 1 compiles the train step 35 s later than process 0, as a slow host does: gloo
+    gives a peer 30 s to reach a program's first collective, so the loop waits at a barrier after
+    compiling the step (parallel.compile_on_every_process) instead of failing."""
     port = _free_port()
     env = {**os.environ, 'PYTHONPATH': str(REPO)}
     env.pop('XLA_FLAGS', None)
     outs = [tmp_path / f'params{i}.npz' for i in range(2)]
     procs = [subprocess.Popen(
         [sys.executable, '-m', 'tests.training.multihost_worker', str(port), str(i),
-         str(tmp_path / 'workdir'), str(outs[i])], cwd=REPO, env=env,
+         str(tmp_path / 'workdir'), str(outs[i]), str(35 * i)], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
     logs = []
     for p in procs:
