@@ -58,8 +58,8 @@ import per_image  # noqa: E402
 import provenance  # noqa: E402
 import run_facts  # noqa: E402
 import seed_stats  # noqa: E402
-from runner_common import (METRIC_NAMES, PAPER_NOTE, checkpoint_steps, copy_pngs, format_value,  # noqa: E402
-                           read_scores, run_config_summary, run_logged, std_words)
+from runner_common import (DATA_COLUMNS, LOWER_IS_BETTER, METRIC_NAMES, PAPER_NOTE,  # noqa: E402
+                           checkpoint_steps, copy_pngs, format_value, read_scores, run_config_summary, run_logged, std_words)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,7 +371,7 @@ def markdown(name: str, table: Table, result: dict[str, Any]) -> str:
     if seed_stats.has_seed_repeats(result['rows']):
         for title, key in seed_keys(table):
             lines += [''] + seed_stats.markdown(result['rows'], key, metrics, METRIC_NAMES,
-                                                result['rows'][0]['label'], title)
+                                                result['rows'][0]['label'], title, LOWER_IS_BETTER, DATA_COLUMNS)
     if table.per_image_changes and len(result['rows']) > 1:
         compared = [m for m in ('auc', 'acc', 'dice_disc', 'dice_cup') if m in metrics]
         lines += [''] + per_image.changes_against_first(result['rows'], table.split, table.tta[0], compared,

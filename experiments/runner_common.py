@@ -21,6 +21,10 @@ PAPER_NOTE = ('The paper\'s numbers use an ImageNet-pretrained ResNet-34 encoder
 METRIC_NAMES = {'sen': 'Sen', 'acc': 'Acc', 'auc': 'AUC', 'v_rand': 'V_Rand', 'v_info': 'V_Info',
                 'E_disc': 'disc E', 'dice_disc': 'disc Dice', 'E_cup': 'cup E', 'dice_cup': 'cup Dice',
                 'cdr_error': 'CDR abs. error', 'cdr_expert_spread': "experts' CDR spread"}
+# Scores where smaller is better (a paired comparison counts who is ahead by them).
+LOWER_IS_BETTER = frozenset({'E_disc', 'E_cup', 'cdr_error'})
+# Columns that describe the test images, not the model (the same for every run: never compared).
+DATA_COLUMNS = frozenset({'cdr_expert_spread'})
 # Per-image scores that describe the TTA uncertainty rather than the segmentation.
 UNCERTAINTY_SCORES = ('uncertainty', 'uncertainty_auc')
 

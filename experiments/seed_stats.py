@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Collection, Sequence, Union
 
 Row = dict[str, Any]
 Key = Union[str, Callable[[Row], str]]   # an evals key, or the row's own key (e.g. its chosen threshold)
@@ -78,9 +78,11 @@ def t_quantile_975(dof: int) -> float:
     return float(stats.t.ppf(0.975, dof))
 
 
-def paired(rows: Sequence[Row], reference: str, key: Key, metric: str) -> list[dict[str, Any]]:
+def paired(rows: Sequence[Row], reference: str, key: Key, metric: str,
+           lower_is_better: bool = False) -> list[dict[str, Any]]:
     """Reference - other at each seed both ran, per other label (labels sharing no seed with
-    the reference are left out)."""
+    the reference are left out); `wins`: the seeds where the reference is ahead (a positive
+    difference, or a negative one when `lower_is_better`)."""
     by_label = groups(rows)
     if reference not in by_label:
         return []
@@ -98,14 +100,17 @@ def paired(rows: Sequence[Row], reference: str, key: Key, metric: str) -> list[d
         half = t_quantile_975(len(values) - 1) * std / math.sqrt(len(values)) if len(values) > 1 else None
         out.append({'other': label, 'metric': metric, 'per_seed': diffs, 'mean': mean, 'std': std,
                     'ci95': None if half is None else (mean - half, mean + half),
-                    'wins': sum(v > 0 for v in values), 'n': len(values)})
+                    'wins': sum((v < 0) if lower_is_better else (v > 0) for v in values), 'n': len(values)})
     return out
 
 
 def markdown(rows: Sequence[Row], key: Key, metrics: Sequence[str], names: dict[str, str],
-             reference: str, title: str = '') -> list[str]:
+             reference: str, title: str = '', lower_is_better: Collection[str] = (),
+             not_compared: Collection[str] = ()) -> list[str]:
     """The two tables (mean ± std over seeds; the paired differences, when there is more than one
-    label) as markdown lines; `title` names the scoring (default: the key)."""
+    label) as markdown lines; `title` names the scoring (default: the key). Metrics in
+    `lower_is_better` count a negative difference as the reference ahead; `not_compared` (columns
+    that describe the data, not the model) stay out of the paired table."""
     summary = seed_summary(rows, key, metrics)
     title = title or str(key)
     lines = [f'#### Mean ± std over seeds ({title})', '',
@@ -126,11 +131,14 @@ def markdown(rows: Sequence[Row], key: Key, metrics: Sequence[str], names: dict[
               'and augmentation)', '',
               '| metric | other | per seed (seed: difference) | mean ± std | 95 % t-interval | '
               f'{reference} ahead |', '|---|---|---|---|---|---|']
-    for metric in metrics:
-        for entry in paired(rows, reference, key, metric):
+    for metric in (m for m in metrics if m not in not_compared):
+        for entry in paired(rows, reference, key, metric, metric in lower_is_better):
             per_seed = ', '.join(f'{s}: {d:+.4f}' for s, d in entry['per_seed'].items())
             ci = 'n/a' if entry['ci95'] is None else f'[{entry["ci95"][0]:+.4f}, {entry["ci95"][1]:+.4f}]'
             spread = '' if entry['std'] is None else f' ± {entry["std"]:.4f}'
             lines.append(f'| {names[metric]} | {entry["other"]} | {per_seed} | {entry["mean"]:+.4f}{spread} | '
                          f'{ci} | {entry["wins"]} of {entry["n"]} |')
+    lower = [names[m] for m in metrics if m in lower_is_better and m not in not_compared]
+    if lower:
+        lines += ['', f'{", ".join(lower)}: lower is better, so a negative difference is {reference} ahead.']
     return lines

@@ -555,6 +555,28 @@ def test_seed_summary_and_paired_differences():
     assert '| 2 of 3 |' in lines
 
 
+
+def test_paired_counts_a_lower_error_as_ahead_and_leaves_the_experts_spread_out():
+    """disc E and the CDR error are better when smaller; the experts' spread describes the test
+    images (the same for every run) and is not compared."""
+    def disc_row(label, seed, e_disc, spread=0.063):
+        row = fake_row(label, 0.9, seed)
+        row['evals'] = {'d8': {**row['evals']['d8'], 'scores': {
+            'E_disc': {'mean': e_disc, 'std': 0.02}, 'cdr_expert_spread': {'mean': spread, 'std': 0.03}}}}
+        return row
+    rows = [disc_row('CE-Net', 0, 0.048), disc_row('U-Net', 0, 0.061),
+            disc_row('CE-Net', 1, 0.047), disc_row('U-Net', 1, 0.046),
+            disc_row('CE-Net', 2, 0.050), disc_row('U-Net', 2, 0.070)]
+    (pair,) = seed_stats.paired(rows, 'CE-Net', 'd8', 'E_disc', lower_is_better=True)
+    assert pair['per_seed'] == pytest.approx({0: -0.013, 1: 0.001, 2: -0.020}) and pair['wins'] == 2
+    assert seed_stats.paired(rows, 'CE-Net', 'd8', 'E_disc')[0]['wins'] == 1   # higher is better: seed 1
+    lines = '\n'.join(seed_stats.markdown(rows, 'd8', ['E_disc', 'cdr_expert_spread'], results.METRIC_NAMES,
+                                          'CE-Net', lower_is_better=results.LOWER_IS_BETTER,
+                                          not_compared=results.DATA_COLUMNS))
+    assert "| experts' CDR spread | U-Net |" not in lines and "0.0630 ± 0.0000" in lines
+    assert '| disc E | U-Net | 0: -0.0130, 1: +0.0010, 2: -0.0200 |' in lines and '| 2 of 3 |' in lines
+    assert 'disc E: lower is better, so a negative difference is CE-Net ahead.' in lines
+
 def test_ablation_report_adds_the_seed_statistics(tmp_path):
     result = {'command': 'python experiments/results.py ablation --data D', 'git_commit': 'c',
               'finished': 'now', 'wall_minutes': 1.0, 'figures': [],
