@@ -100,7 +100,7 @@ TASKS: dict[str, TaskSpec] = {
     'disc_cup': TaskSpec(
         name='disc_cup', kind='disc_cup',
         table_metrics=('E_disc', 'dice_disc', 'E_cup', 'dice_cup', 'cdr_error', 'cdr_expert_spread'),
-        default_paper_key='ORIGA', source='Table I (disc E on ORIGA; the paper has no cup or Drishti-GS1 numbers)',
+        default_paper_key='ORIGA', source='Table I (disc E on ORIGA; ORIGA-ablation: Table VI; the paper has no cup or Drishti-GS1 numbers)',
         paper={
             'ORIGA': {method: {'E_disc': row['E']} for method, row in (
                 ('U-Net', {'E': (0.115, 0.068)}), ('M-Net', {'E': (0.071, 0.047)}),
