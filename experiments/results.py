@@ -59,7 +59,8 @@ import provenance  # noqa: E402
 import run_facts  # noqa: E402
 import seed_stats  # noqa: E402
 from runner_common import (DATA_COLUMNS, LOWER_IS_BETTER, METRIC_NAMES, PAPER_NOTE,  # noqa: E402
-                           checkpoint_steps, copy_pngs, format_value, read_scores, run_config_summary, run_logged, std_words)
+                           checkpoint_steps, copy_pngs, format_value, minutes_cell, read_scores, run_config_summary,
+                           run_logged, std_words)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,9 +286,8 @@ def wall_time_line(result: dict[str, Any]) -> str:
 
 def train_minutes_cell(row: dict[str, Any]) -> str:
     """A run's training minutes for a table cell: '≈' marks an estimate (see record_train_segment)."""
-    if row['train_seconds'] is None:
-        return 'n/a'
-    return ('≈' if row.get('train_seconds_estimated') else '') + f'{row["train_seconds"] / 60:.1f}'
+    seconds = row['train_seconds']
+    return minutes_cell(None if seconds is None else seconds / 60, row.get('train_seconds_estimated', False))
 
 
 def runs_evals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -537,12 +537,10 @@ def record_train_segment(workdir: Path, from_step: int, seconds: float) -> dict[
     segments = recorded.get('segments') or ([{'from_step': 0, 'to_step': total, 'seconds': recorded['train_seconds']}]
                                             if 'train_seconds' in recorded else [])
     segments.append({'from_step': from_step, 'to_step': total, 'seconds': seconds})
-    timed = sum(s['seconds'] for s in segments)
-    if min(s['from_step'] for s in segments) == 0:
-        result = {'train_seconds': timed, 'segments': segments}
-    else:
-        steps = total - min(s['from_step'] for s in segments)
-        result = {'train_seconds': timed * total / steps, 'train_seconds_estimated': True, 'segments': segments}
+    first = min(s['from_step'] for s in segments)
+    result = {'train_seconds': sum(s['seconds'] for s in segments) * total / (total - first), 'segments': segments}
+    if first:
+        result['train_seconds_estimated'] = True
     path.write_text(json.dumps(result) + '\n')
     return result
 

@@ -29,6 +29,11 @@ DATA_COLUMNS = frozenset({'cdr_expert_spread'})
 UNCERTAINTY_SCORES = ('uncertainty', 'uncertainty_auc')
 
 
+def minutes_cell(minutes: float | None, estimated: bool = False) -> str:
+    """Training minutes for a table cell; '≈' marks an estimate (a resumed run's timed part, scaled)."""
+    return 'n/a' if minutes is None else ('≈' if estimated else '') + f'{minutes:.1f}'
+
+
 def run_logged(command: list[str], log_path: Path) -> float:
     """Run `command` from the repository root with its output teed to `log_path`; seconds taken."""
     print('$', shlex.join(command), flush=True)

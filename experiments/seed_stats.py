@@ -17,6 +17,8 @@ import math
 import statistics
 from typing import Any, Callable, Collection, Sequence, Union
 
+from runner_common import minutes_cell
+
 Row = dict[str, Any]
 Key = Union[str, Callable[[Row], str]]   # an evals key, or the row's own key (e.g. its chosen threshold)
 
@@ -121,8 +123,7 @@ def markdown(rows: Sequence[Row], key: Key, metrics: Sequence[str], names: dict[
         for metric in metrics:
             m = entry['metrics'].get(metric)
             cells.append('n/a' if m is None else _mean_std(m))
-        cells.append('n/a' if entry['train_minutes'] is None
-                     else ('≈' if entry.get('train_minutes_estimated') else '') + f'{entry["train_minutes"]:.1f}')
+        cells.append(minutes_cell(entry['train_minutes'], entry.get('train_minutes_estimated', False)))
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines += ['', 'Std: sample std (n - 1) over seeds of each run\'s per-image mean.']
     if len(summary) < 2:
