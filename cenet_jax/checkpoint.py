@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from cenet_jax import disk
+from cenet_jax import disk, parallel
 from cenet_jax.errors import CheckpointError, DiskFullError
 
 log = logging.getLogger('cenet_jax')
@@ -144,6 +144,8 @@ class Checkpoints:
         self.root = Path(workdir) / 'checkpoints'
         logging.getLogger('absl').addFilter(_QUIET)   # orbax logs through absl
         _quiet_closed_event_loop()
+        # orbax's manager creation is a collective; hosts that start at different times meet first
+        parallel.wait_for_every_process(f'opening {self.root}')
         self.latest = _manager(self.root / 'latest', keep, async_save, read_only)
         self.best = _manager(self.root / 'best', 1, async_save, read_only)
         self._async_save = async_save
@@ -400,9 +402,7 @@ class Checkpoints:
             source.rename(target)
             log.warning('moved the damaged checkpoint %s to %s (kept for inspection; delete it '
                         'when no longer needed)', source, target)
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-            multihost_utils.sync_global_devices(f'cenet_jax: moved {source} aside')
+        parallel.wait_for_every_process(f'moved {source} aside')   # every host sees it gone
         manager.reload()
         return target
 

@@ -61,21 +61,30 @@ def on_mesh(fn: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
     return call
 
 
-# How long a process waits for the others to finish compiling (slow hosts, cold caches).
-COMPILE_BARRIER_TIMEOUT_S = 1800
+# How long a process waits for the others at a barrier (slow hosts, cold compile caches).
+BARRIER_TIMEOUT_S = 1800
+
+
+def wait_for_every_process(what: str) -> None:
+    """Several processes: wait until every process gets here (a barrier of the distributed
+    runtime, not a collective, so it waits BARRIER_TIMEOUT_S). CPU collectives (gloo) give a peer
+    30 s to reach a program's first collective: a host that starts or compiles more slowly than
+    that would otherwise fail the run. One process: returns at once."""
+    if jax.process_count() == 1:
+        return
+    from orbax.checkpoint import multihost   # the barrier orbax's checkpoints use
+    multihost.get_barrier_sync_fn()(key=what, timeout_ms=BARRIER_TIMEOUT_S * 1000)
 
 
 def compile_on_every_process(jitted: Any, mesh: Mesh, *args: Any, what: str) -> None:
     """Several processes: compile `jitted` for `args` here, then wait until every process has
-    (a barrier of the distributed runtime, not a collective). CPU collectives (gloo) give a peer
-    30 s to reach a program's first collective, so a host that compiles more slowly than that
-    would otherwise fail the run. One process: nothing to do (the first call compiles)."""
+    (wait_for_every_process), so that the hosts reach its first collective together. One
+    process: nothing to do (the first call compiles)."""
     if jax.process_count() == 1:
         return
-    from orbax.checkpoint import multihost   # the barrier orbax's checkpoints use
     with jax.set_mesh(mesh):
         jitted.lower(*args).compile()   # the jitted function's later calls reuse this executable
-    multihost.get_barrier_sync_fn()(key=f'compiled {what}', timeout_ms=COMPILE_BARRIER_TIMEOUT_S * 1000)
+    wait_for_every_process(f'compiled {what}')
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
