@@ -20,6 +20,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
+from cenet_jax.ops import onednn_loader
+
 ROOT = Path(__file__).resolve().parent.parent
 # Edits under docs/ (the reports, which running tables rewrite, and the pages that quote them)
 # do not change a number, so they neither mark the tree dirty nor enter the saved diff.
@@ -65,9 +67,11 @@ def now() -> str:
 
 def record_training(workdir: Path, command: Sequence[str], from_step: int) -> dict[str, Any]:
     """Append this start of train.py to the workdir's record: the commit, the saved diff of a
-    dirty tree, the time, the step it starts from and the command; the entry."""
+    dirty tree, the time, the step it starts from, the command and the oneDNN thread count it
+    inherits (one thread and two are two different runs: docs/results/drive_threads.md); the entry."""
     entry = {'commit': git_commit(), 'diff': save_diff(git_diff(), workdir), 'started': now(),
-             'from_step': from_step, 'command': shlex.join(command), 'source': 'recorded in the workdir'}
+             'from_step': from_step, 'command': shlex.join(command), 'onednn_threads': onednn_loader.num_threads(),
+             'source': 'recorded in the workdir'}
     path = workdir / TRAINED_AT
     path.write_text(json.dumps(trained_at(workdir) + [entry], indent=1) + '\n')
     return entry
@@ -148,7 +152,8 @@ def training_words(entries: Sequence[dict[str, Any]]) -> str:
     for entry in entries:
         start = '' if entry.get('from_step') is None else f' from step {entry["from_step"]}'
         when = f' on {entry["started"]}' if entry.get('started') else ''
-        parts.append(f'{commit_words(entry["commit"], entry.get("diff", ""))}{start}{when}'
+        threads = f', {entry["onednn_threads"]} oneDNN threads' if entry.get('onednn_threads') else ''
+        parts.append(f'{commit_words(entry["commit"], entry.get("diff", ""))}{start}{when}{threads}'
                      + ('' if entry.get('source') == 'recorded in the workdir' else f' ({entry["source"]})'))
     return '; then '.join(parts)
 

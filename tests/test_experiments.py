@@ -733,6 +733,7 @@ def test_a_report_records_each_runs_training_commit_diff_commands_and_facts(tmp_
     edits = 'diff --git a/cenet_jax/x.py b/cenet_jax/x.py\n+an edit\n'
     monkeypatch.setattr(provenance, 'git_commit', lambda: 'new1+dirty')
     monkeypatch.setattr(provenance, 'git_diff', lambda: edits)
+    monkeypatch.setenv('CENET_JAX_ONEDNN_THREADS', '3')         # part of the arithmetic: recorded
     monkeypatch.setattr(results, 'save_loss_curves', lambda rows, path: None)
     result = results.run_table('paper_level_seeds', '/data', out, runs, False, None, (), ['experiments/results.py'])
     trained = [next(a for a in c if a.startswith('--config.seed=')) for c in calls if c[1] == 'train.py']
@@ -741,6 +742,7 @@ def test_a_report_records_each_runs_training_commit_diff_commands_and_facts(tmp_
     assert first['trained_at'][0]['commit'] == 'old0+dirty' and 'paper_level.json' in first['trained_at'][0]['source']
     (entry,) = second['trained_at']
     assert entry['commit'] == 'new1+dirty' and entry['from_step'] == 0 and 'train.py' in entry['command']
+    assert entry['onednn_threads'] == 3
     assert (Path(second['workdir']) / entry['diff']).read_text() == edits == (out / entry['diff']).read_text()
     assert result['git_diff'] == entry['diff']                # the invocation's edits: the same file
     assert set(second['eval_commands']) == {'d8', 'd8, t=0.65 (chosen on train)'}
@@ -749,7 +751,8 @@ def test_a_report_records_each_runs_training_commit_diff_commands_and_facts(tmp_
     text = (out / 'paper_level_seeds.md').read_text()
     assert f'uncommitted edits: [{entry["diff"]}]({entry["diff"]})' in text
     assert 'trained at: `old0+dirty` (from paper_level.json: its invocation, finished then, trained' in text
-    assert f'trained at: `new1+dirty` (uncommitted edits: [{entry["diff"]}]({entry["diff"]})) from step 0' in text
+    assert f'trained at: `new1+dirty` (uncommitted edits: [{entry["diff"]}]({entry["diff"]})) from step 0 on ' \
+           f'{entry["started"]}, 3 oneDNN threads\n' in text
     assert '  - eval (d8, t=0.65 (chosen on train)): `' in text and '  - threshold: `' in text
     assert 'per-image mean ± sample std (n - 1)' in text
     assert "#### Mean ± std over seeds (d8, each run's threshold chosen on train)" in text

@@ -58,10 +58,11 @@ def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
 
 
 def describe_conv_impl(impl: str) -> str:
-    """A resolved formulation for the logs, e.g. 'onednn (oneDNN 3.2.0, avx512_core_amx)'."""
+    """A resolved formulation for the logs, e.g. 'onednn (oneDNN 3.2.0, avx512_core_amx, 2
+    threads)': the thread count is part of the arithmetic (it orders the convolutions' sums)."""
     if impl == 'onednn' and onednn_loader.available():
         version, _, isa = onednn_loader.version().partition(' ')
-        return f'onednn (oneDNN {version}, {isa})'
+        return f'onednn (oneDNN {version}, {isa}, {onednn_loader.num_threads()} threads)'
     return impl
 
 

@@ -282,5 +282,5 @@ def test_version_names_the_instruction_set():
     version = onednn_loader.version()
     assert version.startswith('3.') and version.split()[1] != 'unknown_isa', version
     assert ops.describe_conv_impl('onednn') == (
-        f'onednn (oneDNN {version.split()[0]}, {version.split()[1]})')
+        f'onednn (oneDNN {version.split()[0]}, {version.split()[1]}, {onednn_loader.num_threads()} threads)')
     assert ops.describe_conv_impl('matmul') == 'matmul'
