@@ -62,7 +62,8 @@ def describe_conv_impl(impl: str) -> str:
     threads)': the thread count is part of the arithmetic (it orders the convolutions' sums)."""
     if impl == 'onednn' and onednn_loader.available():
         version, _, isa = onednn_loader.version().partition(' ')
-        return f'onednn (oneDNN {version}, {isa}, {onednn_loader.num_threads()} threads)'
+        threads = onednn_loader.num_threads()
+        return f'onednn (oneDNN {version}, {isa}, {threads} thread{"s" if threads > 1 else ""})'
     return impl
 
 

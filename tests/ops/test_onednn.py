@@ -278,9 +278,11 @@ def test_calls_from_concurrent_threads_agree():
             np.testing.assert_array_equal(a, b)
 
 
-def test_version_names_the_instruction_set():
+def test_version_names_the_instruction_set_and_threads(monkeypatch):
     version = onednn_loader.version()
     assert version.startswith('3.') and version.split()[1] != 'unknown_isa', version
-    assert ops.describe_conv_impl('onednn') == (
-        f'onednn (oneDNN {version.split()[0]}, {version.split()[1]}, {onednn_loader.num_threads()} threads)')
+    for threads, words in (('1', '1 thread'), ('2', '2 threads')):
+        monkeypatch.setenv(onednn_loader.THREADS_ENV, threads)
+        assert ops.describe_conv_impl('onednn') == (
+            f'onednn (oneDNN {version.split()[0]}, {version.split()[1]}, {words})')
     assert ops.describe_conv_impl('matmul') == 'matmul'
