@@ -152,7 +152,8 @@ def training_words(entries: Sequence[dict[str, Any]]) -> str:
     for entry in entries:
         start = '' if entry.get('from_step') is None else f' from step {entry["from_step"]}'
         when = f' on {entry["started"]}' if entry.get('started') else ''
-        threads = f', {entry["onednn_threads"]} oneDNN threads' if entry.get('onednn_threads') else ''
+        threads = (f', oneDNN: {onednn_loader.threads_words(entry["onednn_threads"])}'
+                   if entry.get('onednn_threads') else '')
         parts.append(f'{commit_words(entry["commit"], entry.get("diff", ""))}{start}{when}{threads}'
                      + ('' if entry.get('source') == 'recorded in the workdir' else f' ({entry["source"]})'))
     return '; then '.join(parts)

@@ -752,7 +752,7 @@ def test_a_report_records_each_runs_training_commit_diff_commands_and_facts(tmp_
     assert f'uncommitted edits: [{entry["diff"]}]({entry["diff"]})' in text
     assert 'trained at: `old0+dirty` (from paper_level.json: its invocation, finished then, trained' in text
     assert f'trained at: `new1+dirty` (uncommitted edits: [{entry["diff"]}]({entry["diff"]})) from step 0 on ' \
-           f'{entry["started"]}, 3 oneDNN threads\n' in text
+           f'{entry["started"]}, oneDNN: 3 threads\n' in text
     assert '  - eval (d8, t=0.65 (chosen on train)): `' in text and '  - threshold: `' in text
     assert 'per-image mean ± sample std (n - 1)' in text
     assert "#### Mean ± std over seeds (d8, each run's threshold chosen on train)" in text

@@ -62,8 +62,7 @@ def describe_conv_impl(impl: str) -> str:
     threads)': the thread count is part of the arithmetic (it orders the convolutions' sums)."""
     if impl == 'onednn' and onednn_loader.available():
         version, _, isa = onednn_loader.version().partition(' ')
-        threads = onednn_loader.num_threads()
-        return f'onednn (oneDNN {version}, {isa}, {threads} thread{"s" if threads > 1 else ""})'
+        return f'onednn (oneDNN {version}, {isa}, {onednn_loader.threads_words(onednn_loader.num_threads())})'
     return impl
 
 

@@ -64,6 +64,11 @@ def num_threads() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def threads_words(threads: int) -> str:
+    """'1 thread' / '2 threads': the count as the logs and the reports print it."""
+    return f'{threads} thread{"" if threads == 1 else "s"}'
+
+
 def _not_built() -> str:
     """Why there is no library: the build's own reason when setup.py left one."""
     reason = 'the oneDNN library was not built'
